@@ -1,0 +1,99 @@
+"""Admin: edit templates (with their translations) and watch delivery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from .models import STATUS, Attachment, Email, EmailTemplate, Log
+
+
+class LogInline(admin.TabularInline):
+    model = Log
+    extra = 0
+    can_delete = False
+    readonly_fields = ("date", "status", "exception_type", "message")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Email)
+class EmailAdmin(admin.ModelAdmin):
+    list_display = ("id", "recipients", "subject", "status", "priority", "scheduled_time", "last_updated")
+    list_filter = ("status", "priority", "backend_alias")
+    search_fields = ("subject", "from_email", "message_id")
+    date_hierarchy = "created"
+    inlines = [LogInline]
+    actions = ["requeue"]
+    readonly_fields = ("created", "last_updated", "claimed_by", "lease_expires_at", "message_id")
+
+    @admin.display(description=_("to"))
+    def recipients(self, obj: Email) -> str:
+        return ", ".join(obj.to)
+
+    @admin.action(description=_("Requeue selected emails"))
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        # An admin action is a POST, never a plain GET.
+        count = queryset.exclude(status=STATUS.sending).update(status=STATUS.queued, scheduled_time=None)
+        self.message_user(request, _("%d emails requeued.") % count)
+
+
+class TranslationForm(forms.ModelForm):
+    language = forms.ChoiceField(choices=lambda: list(settings.LANGUAGES))
+
+    class Meta:
+        model = EmailTemplate
+        fields = ("language", "subject", "content", "html_content")
+
+
+class TranslationInline(admin.StackedInline):
+    model = EmailTemplate
+    form = TranslationForm
+    fk_name = "default_template"
+    extra = 0
+    verbose_name = _("translation")
+    verbose_name_plural = _("translations")
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "subject", "languages", "last_updated")
+    search_fields = ("name", "description", "subject")
+    fields = ("name", "description", "subject", "content", "html_content")
+    inlines = [TranslationInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailTemplate]:
+        return super().get_queryset(request).filter(default_template__isnull=True).prefetch_related(
+            "translated_templates"
+        )
+
+    @admin.display(description=_("languages"))
+    def languages(self, obj: EmailTemplate) -> str:
+        return ", ".join(t.language for t in obj.translated_templates.all())
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and inline_form.instance is not None:
+                inline_form.instance.name = form.instance.name
+        super().save_formset(request, form, formset, change)
+
+
+@admin.register(Log)
+class LogAdmin(admin.ModelAdmin):
+    list_display = ("date", "email", "status", "exception_type", "message")
+    list_filter = ("status", "exception_type")
+    raw_id_fields = ("email",)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    list_display = ("name", "mimetype", "file", "created")
+    search_fields = ("name",)
+    raw_id_fields = ("emails",)

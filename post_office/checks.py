@@ -1,0 +1,102 @@
+"""System checks for misconfiguration, with ids ``post_office.E0xx`` / ``W0xx``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import KNOWN_KEYS, is_queueing_backend, mailers, mailers_configured
+from .conf import settings as po_settings
+
+
+@checks.register("post_office")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    try:
+        raw = po_settings.raw
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="post_office.E001")]
+
+    for key in sorted(set(raw) - KNOWN_KEYS):
+        errors.append(
+            checks.Warning(
+                f"POST_OFFICE[{key!r}] is not a post_office setting and is ignored.",
+                hint="Check the spelling against the settings reference.",
+                id="post_office.W001",
+            )
+        )
+
+    backends = raw.get("BACKENDS") or {}
+    for alias, target in backends.items():
+        if is_queueing_backend(target) or (
+            mailers_configured() and target in mailers() and is_queueing_backend(mailers()[target].get("BACKEND"))
+        ):
+            errors.append(
+                checks.Error(
+                    f"POST_OFFICE['BACKENDS'][{alias!r}] is the queueing backend itself: emails would be queued forever.",
+                    hint="Name the backend that really sends, e.g. django.core.mail.backends.smtp.EmailBackend.",
+                    id="post_office.E002",
+                )
+            )
+        elif not (mailers_configured() and target in mailers()):
+            from django.utils.module_loading import import_string
+
+            try:
+                import_string(target)
+            except ImportError as error:
+                errors.append(
+                    checks.Error(
+                        f"POST_OFFICE['BACKENDS'][{alias!r}] = {target!r} cannot be imported: {error}",
+                        id="post_office.E003",
+                    )
+                )
+    if "default" not in po_settings.BACKENDS:
+        errors.append(
+            checks.Error(
+                "No delivery backend for the 'default' alias: MAILERS['default'] is the queueing backend.",
+                hint="Set POST_OFFICE['BACKENDS'] = {'default': '<MAILERS alias that sends>'}.",
+                id="post_office.E004",
+            )
+        )
+
+    from .validation import parse_priority
+
+    try:
+        parse_priority(po_settings.DEFAULT_PRIORITY)
+    except ValueError as error:
+        errors.append(checks.Error(f"POST_OFFICE['DEFAULT_PRIORITY']: {error}", id="post_office.E005"))
+
+    if po_settings.FILE_STORAGE not in settings.STORAGES:
+        errors.append(
+            checks.Error(
+                f"POST_OFFICE['FILE_STORAGE'] = {po_settings.FILE_STORAGE!r} is not an alias in STORAGES.",
+                id="post_office.E006",
+            )
+        )
+
+    try:
+        from .rendering import get_engine
+
+        get_engine()
+    except ImproperlyConfigured as error:
+        errors.append(checks.Error(str(error), id="post_office.E007"))
+
+    if po_settings.CELERY_ENABLED:
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            errors.append(
+                checks.Error(
+                    "POST_OFFICE['CELERY_ENABLED'] is True but Celery is not installed.",
+                    hint="pip install 'django-post-office-ng[celery]'",
+                    id="post_office.E008",
+                )
+            )
+
+    for key in ("LOG_LEVEL",):
+        if raw.get(key, 2) not in (0, 1, 2):
+            errors.append(checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw[key]!r}.", id="post_office.E009"))
+    return errors

@@ -1,0 +1,203 @@
+"""Every post_office setting, its default and meaning, read lazily.
+
+Settings live in the ``POST_OFFICE`` dict of the Django settings, with the same
+keys and meanings as django-post_office. Nothing here is read at import time, so
+``override_settings(POST_OFFICE=...)`` always takes effect.
+
+Use it as ``from post_office.conf import settings as po_settings`` and read
+attributes: ``po_settings.BATCH_SIZE``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+#: The keys this app understands; anything else in POST_OFFICE is reported by a check.
+KNOWN_KEYS = frozenset(
+    {
+        "BACKENDS",
+        "DEFAULT_PRIORITY",
+        "BATCH_SIZE",
+        "LOG_LEVEL",
+        "MAX_RETRIES",
+        "RETRY_INTERVAL",
+        "MESSAGE_ID_ENABLED",
+        "MESSAGE_ID_FQDN",
+        "SENDING_ORDER",
+        "OVERRIDE_RECIPIENTS",
+        "FILE_STORAGE",
+        "TEMPLATE_ENGINE",
+        "CELERY_ENABLED",
+        "THREADS_PER_PROCESS",
+        "BATCH_DELIVERY_TIMEOUT",
+        "LEASE_SECONDS",
+    }
+)
+
+QUEUEING_BACKEND = "post_office.EmailBackend"
+QUEUEING_BACKEND_PATHS = frozenset({QUEUEING_BACKEND, "post_office.backends.EmailBackend"})
+DJANGO_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def mailers_configured() -> bool:
+    """Return True when the project uses Django 6.1's ``MAILERS`` setting."""
+    return hasattr(django_settings, "MAILERS")
+
+
+def mailers() -> dict[str, dict[str, Any]]:
+    return getattr(django_settings, "MAILERS", None) or {}
+
+
+def is_queueing_backend(path: str | None) -> bool:
+    return path in QUEUEING_BACKEND_PATHS
+
+
+class PostOfficeSettings:
+    """Typed, documented access to ``settings.POST_OFFICE``."""
+
+    def _get(self, key: str, default: Any) -> Any:
+        return self.raw.get(key, default)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(django_settings, "POST_OFFICE", None) or {}
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured("The POST_OFFICE setting must be a dict.")
+        return value
+
+    @property
+    def BACKENDS(self) -> dict[str, str]:
+        """Delivery backends by alias.
+
+        Each value is either a dotted path to an email backend class or, with
+        Django 6.1's ``MAILERS``, the alias of a ``MAILERS`` entry. The
+        ``'default'`` alias falls back to the real backend behind
+        ``EMAIL_BACKEND`` (Django's SMTP backend when ``EMAIL_BACKEND`` is this
+        app's queueing backend), or to ``MAILERS['default']`` when that entry is
+        not the queueing backend.
+        """
+        backends = dict(self._get("BACKENDS", {}) or {})
+        if "default" not in backends:
+            default = self._default_delivery_backend()
+            if default is not None:
+                backends["default"] = default
+        return backends
+
+    @staticmethod
+    def _default_delivery_backend() -> str | None:
+        if mailers_configured():
+            entry = mailers().get("default")
+            if entry is not None and not is_queueing_backend(entry.get("BACKEND", DJANGO_SMTP_BACKEND)):
+                return "default"
+            return None
+        path = django_settings.EMAIL_BACKEND
+        return DJANGO_SMTP_BACKEND if is_queueing_backend(path) else path
+
+    @property
+    def DEFAULT_PRIORITY(self) -> str | int:
+        """Priority of emails that do not name one: ``'medium'``."""
+        return self._get("DEFAULT_PRIORITY", "medium")
+
+    @property
+    def BATCH_SIZE(self) -> int:
+        """How many emails a worker claims at once: 100."""
+        return int(self._get("BATCH_SIZE", 100))
+
+    @property
+    def LOG_LEVEL(self) -> int:
+        """0 logs nothing, 1 logs failed attempts, 2 logs every attempt (default)."""
+        return int(self._get("LOG_LEVEL", 2))
+
+    @property
+    def MAX_RETRIES(self) -> int:
+        """How many times a failed email is requeued before it is marked failed: 0."""
+        return int(self._get("MAX_RETRIES", 0))
+
+    @property
+    def RETRY_INTERVAL(self) -> datetime.timedelta:
+        """Delay before a requeued email is tried again: 15 minutes."""
+        value = self._get("RETRY_INTERVAL", datetime.timedelta(minutes=15))
+        if isinstance(value, (int, float)):
+            return datetime.timedelta(seconds=value)
+        return value
+
+    @property
+    def MESSAGE_ID_ENABLED(self) -> bool:
+        """Give every email a Message-ID at enqueue and store it: False."""
+        return bool(self._get("MESSAGE_ID_ENABLED", False))
+
+    @property
+    def MESSAGE_ID_FQDN(self) -> str:
+        """Domain part of generated Message-IDs: this host's DNS name."""
+        value = self._get("MESSAGE_ID_FQDN", None)
+        if value:
+            return str(value)
+        from django.core.mail.utils import DNS_NAME
+
+        return str(DNS_NAME)
+
+    @property
+    def SENDING_ORDER(self) -> list[str]:
+        """Order in which due emails are claimed: ``['-priority']``, then oldest first."""
+        return list(self._get("SENDING_ORDER", ["-priority"]))
+
+    @property
+    def OVERRIDE_RECIPIENTS(self) -> list[str] | None:
+        """Deliver every email to these addresses instead (staging): None."""
+        value = self._get("OVERRIDE_RECIPIENTS", None)
+        if isinstance(value, str):
+            return [value]
+        return list(value) if value else None
+
+    @property
+    def FILE_STORAGE(self) -> str:
+        """Alias in ``STORAGES`` where attachment files are kept: ``'default'``."""
+        return str(self._get("FILE_STORAGE", "default"))
+
+    @property
+    def TEMPLATE_ENGINE(self) -> str | None:
+        """Alias in ``TEMPLATES`` used to render email templates.
+
+        None (default) uses a ``'post_office'`` alias when one exists, else the
+        first Django template engine.
+        """
+        return self._get("TEMPLATE_ENGINE", None)
+
+    @property
+    def CELERY_ENABLED(self) -> bool:
+        """Trigger the Celery ``send_queued_mail`` task after emails are queued: False."""
+        return bool(self._get("CELERY_ENABLED", False))
+
+    @property
+    def THREADS_PER_PROCESS(self) -> int:
+        """Delivery threads in each worker process: 5."""
+        return max(1, int(self._get("THREADS_PER_PROCESS", 5)))
+
+    @property
+    def BATCH_DELIVERY_TIMEOUT(self) -> float:
+        """Seconds a worker waits for one batch to be delivered: 180."""
+        return float(self._get("BATCH_DELIVERY_TIMEOUT", 180))
+
+    @property
+    def LEASE_SECONDS(self) -> float:
+        """How long a claim lasts before another worker may take the email over.
+
+        Defaults to twice BATCH_DELIVERY_TIMEOUT, so a healthy worker always
+        records its results before its lease runs out.
+        """
+        value = self._get("LEASE_SECONDS", None)
+        return float(value) if value else 2 * self.BATCH_DELIVERY_TIMEOUT
+
+
+settings = PostOfficeSettings()
+
+
+def __getattr__(name: str) -> Any:
+    """Allow ``from post_office import conf; conf.BATCH_SIZE``."""
+    if name.isupper():
+        return getattr(settings, name)
+    raise AttributeError(name)

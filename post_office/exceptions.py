@@ -1,0 +1,102 @@
+"""One tree of errors.
+
+Every error a caller can cause by passing bad input is a :class:`PostOfficeError`.
+Input errors are also Django ``ValidationError`` s (as in django-post_office)
+and ``ValueError`` s, so existing ``except`` clauses keep working. Configuration
+errors subclass ``ImproperlyConfigured`` and stay outside the tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
+
+
+class PostOfficeError(Exception):
+    """Root of every error this app raises about a caller's input."""
+
+
+class InvalidEmail(PostOfficeError, ValidationError, ValueError):
+    """An email could not be queued: names the field, the value and the reason.
+
+    Nothing is stored when this is raised.
+    """
+
+    code = "invalid"
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        text = f"{field}: {value!r} {reason}" if value is not None else f"{field}: {reason}"
+        ValidationError.__init__(self, text, code=self.code)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidAddress(InvalidEmail):
+    code = "invalid_address"
+
+
+class InvalidHeader(InvalidEmail):
+    code = "invalid_header"
+
+
+class InvalidPriority(InvalidEmail):
+    code = "invalid_priority"
+
+
+class InvalidSchedule(InvalidEmail):
+    code = "invalid_schedule"
+
+
+class UnknownBackend(InvalidEmail):
+    code = "unknown_backend"
+
+
+class TemplateConflict(InvalidEmail):
+    code = "template_conflict"
+
+
+class UnknownTemplate(InvalidEmail, ObjectDoesNotExist):
+    """No template with that name (or no translation in that language)."""
+
+    code = "unknown_template"
+
+
+class InvalidContext(InvalidEmail):
+    code = "invalid_context"
+
+
+class MissingSender(InvalidEmail):
+    code = "missing_sender"
+
+
+class InvalidAttachment(InvalidEmail):
+    code = "invalid_attachment"
+
+
+class InvalidArgument(InvalidEmail):
+    """Any other argument that cannot be accepted (wrong type, unknown keyword)."""
+
+    code = "invalid_argument"
+
+
+class TemplateSyntaxInvalid(PostOfficeError, ValidationError, ValueError):
+    """A template field does not compile; names the field and the line."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        ValidationError.__init__(self, {field: [message] for field, message in errors.items()})
+
+    def __str__(self) -> str:
+        return "; ".join(f"{field}: {message}" for field, message in self.errors.items())
+
+
+class DeliveryConfigurationError(ImproperlyConfigured):
+    """A delivery backend alias is configured wrongly (not the caller's input)."""

@@ -1,0 +1,44 @@
+"""Deliver every due email once (the cron-friendly default)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from post_office.delivery import RunStats
+from post_office.workers import run_processes
+
+
+class Command(BaseCommand):
+    help = "Send queued emails that are due: priority order, oldest first, each through its backend."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("-p", "--processes", type=int, default=1, help="Worker processes to run (default 1).")
+        parser.add_argument("-l", "--log-level", type=int, choices=(0, 1, 2), help="Override POST_OFFICE['LOG_LEVEL'].")
+        parser.add_argument("--batch-size", type=int, help="Emails claimed at once (default BATCH_SIZE).")
+        parser.add_argument("--max-emails", type=int, help="Stop after attempting this many emails.")
+        parser.add_argument("--progress", action="store_true", help="Show a progress line while sending.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["processes"] < 1:
+            raise CommandError("--processes must be at least 1")
+        if options["verbosity"] >= 2:
+            logging.getLogger("post_office").setLevel(logging.DEBUG)
+        progress = self._progress if options["progress"] else None
+        stats = run_processes(
+            processes=options["processes"],
+            batch_size=options["batch_size"],
+            log_level=options["log_level"],
+            max_emails=options["max_emails"],
+            on_progress=progress,
+        )
+        if progress:
+            self.stdout.write("")
+        if options["verbosity"] >= 1:
+            self.stdout.write(stats.summary())
+
+    def _progress(self, stats: RunStats) -> None:
+        self.stdout.write(f"\r{stats.summary()}", ending="")
+        self.stdout.flush()

@@ -1,0 +1,211 @@
+"""Conversion between stored emails and Django ``EmailMessage`` objects.
+
+``build_message`` turns an :class:`~post_office.models.Email` into the Django
+message delivery sends; ``fields_from_message`` turns a caller's Django message
+into plain fields for the queue (nothing is pickled).
+"""
+
+from __future__ import annotations
+
+import email.message
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from email.mime.base import MIMEBase
+from typing import Any
+
+import django
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+
+from .conf import settings as po_settings
+
+DJANGO_61 = django.VERSION >= (6, 1)
+# Django reads these from extra headers only under this exact spelling.
+_CANONICAL = {"from": "From", "to": "To", "cc": "Cc", "reply-to": "Reply-To", "message-id": "Message-ID"}
+_PART_HEADERS_SET_BY_US = {"content-type", "content-transfer-encoding", "mime-version"}
+
+
+@dataclass
+class AttachmentData:
+    """One attachment as plain data, before it is stored."""
+
+    name: str
+    content: bytes
+    mimetype: str = ""
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class MessageFields:
+    """What the queue stores for one caller's message."""
+
+    from_email: str
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    message: str
+    html_message: str
+    headers: dict[str, str]
+    alternatives: list[list[str]] = field(default_factory=list)
+    attachments: list[AttachmentData] = field(default_factory=list)
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n[ \t]*", " ", value)
+
+
+def _as_text(content: Any) -> str:
+    return content.decode() if isinstance(content, bytes) else str(content)
+
+
+def _as_bytes(content: Any) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    if isinstance(content, str):
+        return content.encode()
+    raise TypeError(f"attachment content must be str or bytes, not {type(content).__name__}")
+
+
+def attachment_from_part(part: Any) -> AttachmentData:
+    """Store a raw MIME part (MIMEBase or MIMEPart) as name, content, type and headers."""
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        # A multipart part: keep its serialised body so it survives the trip.
+        payload = part.as_bytes()
+    headers = {
+        name: _unfold(str(value)) for name, value in part.items() if name.lower() not in _PART_HEADERS_SET_BY_US
+    }
+    return AttachmentData(
+        name=part.get_filename() or "",
+        content=payload,
+        mimetype=part.get_content_type(),
+        headers=headers or None,
+    )
+
+
+def fields_from_message(message: EmailMessage) -> MessageFields:
+    """Read a Django message without changing it."""
+    html = ""
+    others: list[list[str]] = []
+    body = _as_text(message.body or "")
+    if getattr(message, "content_subtype", "plain") == "html":
+        html, body = body, ""
+    for alternative in getattr(message, "alternatives", None) or []:
+        content, mimetype = alternative[0], alternative[1]
+        if mimetype == "text/html" and not html:
+            html = _as_text(content)
+        else:
+            others.append([_as_text(content), mimetype])
+    headers = {str(k): str(v) for k, v in (message.extra_headers or {}).items()}
+    if message.reply_to and not any(k.lower() == "reply-to" for k in headers):
+        headers["Reply-To"] = ", ".join(str(a) for a in message.reply_to)
+    attachments = []
+    for item in message.attachments:
+        if isinstance(item, (MIMEBase, email.message.MIMEPart)):
+            attachments.append(attachment_from_part(item))
+        else:
+            filename, content, mimetype = item[0], item[1], item[2]
+            attachments.append(
+                AttachmentData(name=filename or "", content=_as_bytes(content), mimetype=mimetype or "")
+            )
+    return MessageFields(
+        from_email=str(message.from_email or ""),
+        to=[str(a) for a in message.to],
+        cc=[str(a) for a in message.cc],
+        bcc=[str(a) for a in message.bcc],
+        subject=str(message.subject or ""),
+        message=body,
+        html_message=html,
+        headers=headers,
+        alternatives=others,
+        attachments=attachments,
+    )
+
+
+def build_message(email_obj: Any) -> EmailMessage:
+    """Build the Django message for a stored email, rendering it first if needed."""
+    subject, body, html = email_obj.subject, email_obj.message, email_obj.html_message
+    if email_obj.context is not None:
+        # Stored context means render_on_delivery.
+        if email_obj.template_id is None:
+            from .exceptions import UnknownTemplate
+
+            raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
+        from .rendering import render_template
+
+        rendered = render_template(email_obj.template, email_obj.context)
+        subject, body, html = rendered.subject, rendered.message, rendered.html_message
+
+    to, cc, bcc = list(email_obj.to), list(email_obj.cc), list(email_obj.bcc)
+    override = po_settings.OVERRIDE_RECIPIENTS
+    if override:
+        to, cc, bcc = list(override), [], []
+    headers = {_CANONICAL.get(k.lower(), k): v for k, v in (email_obj.headers or {}).items()}
+    if email_obj.message_id and not any(k.lower() == "message-id" for k in headers):
+        headers["Message-ID"] = email_obj.message_id
+
+    message = EmailMultiAlternatives(
+        subject=subject, body=body or html, from_email=email_obj.from_email, to=to, cc=cc, bcc=bcc, headers=headers
+    )
+    if body and html:
+        message.attach_alternative(html, "text/html")
+    elif html:
+        message.content_subtype = "html"
+    for content, mimetype in email_obj.alternatives or []:
+        message.attach_alternative(content, mimetype)
+    for attachment in _attachments_of(email_obj):
+        _attach(message, attachment)
+    return message
+
+
+def _attachments_of(email_obj: Any) -> list[Any]:
+    if email_obj.pk is None:
+        return []
+    cache = getattr(email_obj, "_prefetched_objects_cache", {})
+    if "attachments" in cache:
+        return list(cache["attachments"])
+    return list(email_obj.attachments.order_by("post_office_attachment_emails.id"))
+
+
+def _attach(message: EmailMessage, attachment: Any) -> None:
+    with attachment.file.open("rb") as handle:
+        content = handle.read()
+    mimetype = attachment.mimetype or mimetypes.guess_type(attachment.name)[0] or "application/octet-stream"
+    if not attachment.headers:
+        message.attach(attachment.name or None, content, mimetype)
+        return
+    message.attach(make_part(content, mimetype, attachment.name, attachment.headers))
+
+
+def make_part(content: bytes, mimetype: str, filename: str, headers: dict[str, str]) -> Any:
+    """Build a MIME part carrying custom headers (e.g. Content-ID for inline images)."""
+    maintype, subtype = mimetype.split("/", 1)
+    disposition = next((v for k, v in headers.items() if k.lower() == "content-disposition"), None)
+    extra = {k: v for k, v in headers.items() if k.lower() != "content-disposition"}
+    if DJANGO_61:
+        part: Any = email.message.MIMEPart()
+        if maintype == "text":
+            part.set_content(content.decode(errors="replace"), subtype=subtype)
+        else:
+            part.set_content(content, maintype=maintype, subtype=subtype)
+    else:
+        from email import encoders
+
+        if maintype == "text":
+            from email.mime.text import MIMEText
+
+            part = MIMEText(content.decode(errors="replace"), subtype, "utf-8")
+        else:
+            part = MIMEBase(maintype, subtype)
+            part.set_payload(content)
+            encoders.encode_base64(part)
+    if disposition:
+        part["Content-Disposition"] = disposition
+    elif filename:
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    for name, value in extra.items():
+        if name in part:
+            del part[name]
+        part[name] = value
+    return part

@@ -1,0 +1,178 @@
+"""Input checks shared by every entry point (send, send_many, backend, helpers).
+
+Each function either returns the normalised value or raises a specific
+:class:`~post_office.exceptions.InvalidEmail` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterable, Mapping
+from email.utils import getaddresses
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+from django.utils.functional import Promise
+
+from .exceptions import (
+    InvalidAddress,
+    InvalidArgument,
+    InvalidContext,
+    InvalidHeader,
+    InvalidPriority,
+    InvalidSchedule,
+)
+from .models import PRIORITY
+
+_LINE_BREAKS = ("\r", "\n")
+
+
+def _text(field: str, value: Any) -> str:
+    if isinstance(value, Promise):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def parse_address(value: Any, field: str) -> str:
+    """Check one address (``a@b.c`` or ``"Doe, John" <a@b.c>``) and return it stripped.
+
+    Display names may contain commas when quoted, and domains may be
+    internationalised; anything that is not exactly one RFC 5322 address is refused.
+    """
+    text = _text(field, value).strip()
+    if any(ch in text for ch in _LINE_BREAKS):
+        raise InvalidAddress(field, value, "contains a line break")
+    if not text:
+        raise InvalidAddress(field, value, "is empty")
+    parsed = getaddresses([text])
+    if len(parsed) != 1:
+        raise InvalidAddress(field, value, "is not a single email address (quote display names containing commas)")
+    name, addr = parsed[0]
+    if not addr or "@" not in addr:
+        raise InvalidAddress(field, value, "is not a valid email address")
+    try:
+        validate_email(addr)
+    except ValidationError:
+        raise InvalidAddress(field, value, "is not a valid email address") from None
+    if "<" in text and not text.rstrip().endswith(">"):
+        raise InvalidAddress(field, value, "is not a valid email address")
+    if "<" not in text and text != addr:
+        # A bare address with junk around it ("a@b.c junk") parses leniently.
+        raise InvalidAddress(field, value, "is not a valid email address")
+    return text
+
+
+def parse_addresses(value: Any, field: str) -> list[str]:
+    """Check a list of addresses; a single string is one address, never split on commas."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Promise)):
+        value = [value]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise InvalidArgument(field, value, "must be a list of email addresses")
+    return [parse_address(item, field) for item in value]
+
+
+def check_no_line_breaks(field: str, value: Any) -> str:
+    text = _text(field, value)
+    if any(ch in text for ch in _LINE_BREAKS):
+        raise InvalidHeader(field, value, "must not contain CR or LF characters")
+    return text
+
+
+def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
+    """Check header names and values; CR/LF is refused here, not at delivery."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(field, value, "must be a dict of header names to values")
+    headers: dict[str, str] = {}
+    for name, header_value in value.items():
+        name = check_no_line_breaks(f"{field} name", name)
+        if not name or ":" in name or " " in name:
+            raise InvalidHeader(f"{field} name", name, "is not a valid header name")
+        if name.lower() == "bcc":
+            raise InvalidHeader(f"{field}[{name!r}]", header_value, "is not allowed; pass bcc= instead")
+        if isinstance(header_value, (int, float)) and not isinstance(header_value, bool):
+            header_value = str(header_value)
+        headers[name] = check_no_line_breaks(f"{field}[{name!r}]", header_value)
+        if name.lower() in ("reply-to", "from", "to", "cc"):
+            for address in getaddresses([headers[name]]):
+                if not address[1]:
+                    raise InvalidAddress(f"{field}[{name!r}]", header_value, "is not a valid address list")
+    return headers
+
+
+_PRIORITY_NAMES = {member.label: member.value for member in PRIORITY}
+_PRIORITY_NAMES.update({member.name: member.value for member in PRIORITY})
+
+
+def parse_priority(value: Any, field: str = "priority") -> int:
+    """Accept ``'low'``/``'medium'``/``'high'``/``'now'``, a PRIORITY member or its number."""
+    if isinstance(value, bool):
+        raise InvalidPriority(field, value, "is not a priority (use low, medium, high or now)")
+    if isinstance(value, int):
+        if value in PRIORITY.values:
+            return int(value)
+    elif isinstance(value, str):
+        key = value.strip().lower()
+        if key in _PRIORITY_NAMES:
+            return _PRIORITY_NAMES[key]
+    raise InvalidPriority(field, value, "is not a priority (use low, medium, high or now)")
+
+
+def parse_datetime(value: Any, field: str) -> datetime.datetime | None:
+    """Accept a datetime or a date (midnight); naive values take the current time zone."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        result = value
+    elif isinstance(value, datetime.date):
+        result = datetime.datetime.combine(value, datetime.time.min)
+    else:
+        raise InvalidSchedule(field, value, "must be a date or datetime")
+    if timezone.is_naive(result):
+        result = timezone.make_aware(result)
+    return result
+
+
+def check_schedule(scheduled_time: datetime.datetime | None, expires_at: datetime.datetime | None) -> None:
+    if scheduled_time and expires_at and scheduled_time > expires_at:
+        raise InvalidSchedule(
+            "scheduled_time",
+            scheduled_time,
+            f"is after expires_at ({expires_at.isoformat()}); the email could never be sent",
+        )
+
+
+def check_json_context(context: Any, field: str = "context") -> dict[str, Any]:
+    """Check that a context can be stored as JSON and read back unchanged."""
+    if not isinstance(context, Mapping):
+        raise InvalidContext(field, context, "must be a dict")
+    for path, value in _walk(context, field):
+        if not isinstance(value, (str, int, float, bool, type(None), list, dict, tuple)):
+            raise InvalidContext(
+                path, None, f"holds a {type(value).__name__}, which cannot be stored as JSON; pass plain values"
+            )
+    try:
+        return json.loads(json.dumps(dict(context), allow_nan=False))
+    except ValueError as error:
+        raise InvalidContext(field, None, f"cannot be stored as JSON: {error}") from None
+
+
+def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidContext(f"{path}[{key!r}]", None, "has a key that is not a string; JSON keys must be strings")
+            yield from _walk(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]")
+    else:
+        yield path, value

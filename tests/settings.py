@@ -1,0 +1,117 @@
+"""Settings for the test suite; the database comes from POST_OFFICE_TEST_DB (sqlite, postgres, mysql)."""
+
+import os
+import tempfile
+
+import django
+
+SECRET_KEY = "post-office-tests"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "post_office",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_DB = os.environ.get("POST_OFFICE_TEST_DB", "sqlite")
+if _DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("PGDATABASE", "post_office"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    }
+elif _DB == "mysql":
+    try:
+        import MySQLdb  # noqa: F401  (mysqlclient, when it is installed)
+    except ImportError:
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("MYSQL_DATABASE", "post_office"),
+            "USER": os.environ.get("MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    }
+elif _DB == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(tempfile.gettempdir(), "post_office_tests.sqlite3"),
+            # A file (not :memory:) so subprocess workers can share it.
+            "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"post_office_test_{os.getpid()}.sqlite3")},
+        }
+    }
+else:
+    raise RuntimeError(f"POST_OFFICE_TEST_DB must be sqlite, postgres or mysql, not {_DB!r}")
+
+MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "post_office_test_media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+LANGUAGES = [("en", "English"), ("de", "German"), ("pt-br", "Brazilian Portuguese"), ("fr", "French")]
+
+DEFAULT_FROM_EMAIL = "webmaster@example.com"
+SERVER_EMAIL = "server@example.com"
+ADMINS = [("Admin One", "admin1@example.com"), ("Admin Two", "admin2@example.com")]
+MANAGERS = [("Manager", "manager@example.com")]
+
+if django.VERSION >= (6, 1):
+    # Django 6.1: the queueing backend as a MAILERS entry; delivery through another.
+    ADMINS = ["admin1@example.com", "admin2@example.com"]
+    MANAGERS = ["manager@example.com"]
+    MAILERS = {
+        "default": {"BACKEND": "post_office.EmailBackend"},
+        "smtp": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
+    }
+    POST_OFFICE = {"BACKENDS": {"default": "smtp"}}
+else:
+    EMAIL_BACKEND = "post_office.EmailBackend"
+    POST_OFFICE = {"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend"}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"post_office": {"handlers": ["null"], "propagate": False}},
+}
