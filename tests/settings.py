@@ -1,4 +1,9 @@
-"""Settings for the test suite; the database comes from POST_OFFICE_TEST_DB (sqlite, postgres, mysql)."""
+"""Settings for the test suite.
+
+POST_OFFICE_TEST_DB picks the database (sqlite, postgres, mysql); POST_OFFICE_DB_NAME
+its name (tests use "test_" + that name on PostgreSQL and MariaDB). A worker
+subprocess started by a test gets POST_OFFICE_DB_NAME set to the test database.
+"""
 
 import os
 import tempfile
@@ -46,7 +51,7 @@ if _DB == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("PGDATABASE", "post_office"),
+            "NAME": os.environ.get("POST_OFFICE_DB_NAME", "post_office"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
@@ -62,7 +67,7 @@ elif _DB == "mysql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": os.environ.get("MYSQL_DATABASE", "post_office"),
+            "NAME": os.environ.get("POST_OFFICE_DB_NAME", "post_office"),
             "USER": os.environ.get("MYSQL_USER", "root"),
             "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
@@ -75,7 +80,7 @@ elif _DB == "sqlite":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), "post_office_tests.sqlite3"),
+            "NAME": os.environ.get("POST_OFFICE_DB_NAME", os.path.join(tempfile.gettempdir(), "post_office.sqlite3")),
             # A file (not :memory:) so subprocess workers can share it.
             "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"post_office_test_{os.getpid()}.sqlite3")},
         }

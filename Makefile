@@ -1,0 +1,59 @@
+# Every target creates the virtualenv it needs when it is missing.
+PYTHON ?= python3
+PY312 ?= $(shell command -v pyenv >/dev/null 2>&1 && echo "$$(pyenv root)/versions/3.12.1/bin/python" || echo python3.12)
+VENV := .venv
+VENV61 := .venv-django61
+BIN := $(VENV)/bin
+BIN61 := $(VENV61)/bin
+PYTEST_ARGS ?=
+
+.PHONY: test test-postgres test-mysql test-django61 lint docs demo run migrations-check clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,lint,docs]'
+	touch $@
+
+$(BIN61)/.installed: pyproject.toml
+	test -x $(BIN61)/python || $(PY312) -m venv $(VENV61)
+	$(BIN61)/pip install -q --upgrade pip
+	$(BIN61)/pip install -q -e '.[test]' 'Django>=6.1,<6.2'
+	touch $@
+
+test: $(BIN)/.installed
+	POST_OFFICE_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(BIN)/.installed
+	./scripts/ensure-services postgres
+	POST_OFFICE_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-mysql: $(BIN)/.installed
+	./scripts/ensure-services mysql
+	POST_OFFICE_TEST_DB=mysql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-django61: $(BIN61)/.installed
+	POST_OFFICE_TEST_DB=sqlite $(BIN61)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check post_office tests migrations_tests example benchmarks
+	$(BIN)/ruff format --check post_office
+	$(BIN)/mypy post_office
+
+migrations-check: $(BIN)/.installed
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run post_office
+
+docs: $(BIN)/.installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+demo: $(BIN)/.installed
+	$(BIN)/python example/demo.py
+
+run: $(BIN)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_demo_admin
+	@echo "Open http://127.0.0.1:8000/admin/ and log in as admin / admin"
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+clean:
+	rm -rf $(VENV) $(VENV61) docs/_build example/*.sqlite3

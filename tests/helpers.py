@@ -1,0 +1,42 @@
+"""Settings overrides that work the same on Django 5.2 (EMAIL_BACKEND) and 6.1 (MAILERS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+from django.test import override_settings
+
+DJANGO_61 = django.VERSION >= (6, 1)
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+QUEUE = "post_office.EmailBackend"
+
+
+def queueing(**post_office: Any) -> override_settings:
+    """Route Django's mail APIs into the queue; deliver to locmem (``mail.outbox``)."""
+    if DJANGO_61:
+        return override_settings(
+            MAILERS={"default": {"BACKEND": QUEUE}, "smtp": {"BACKEND": LOCMEM}},
+            POST_OFFICE={"BACKENDS": {"default": "smtp"}, **post_office},
+        )
+    return override_settings(EMAIL_BACKEND=QUEUE, POST_OFFICE={"BACKENDS": {"default": LOCMEM}, **post_office})
+
+
+def delivering_to(sink: Any, **post_office: Any) -> override_settings:
+    """Deliver queued mail over SMTP to an SMTPSink on 127.0.0.1."""
+    options = sink.backend_options()
+    if DJANGO_61:
+        return override_settings(
+            MAILERS={"default": {"BACKEND": QUEUE}, "smtp": {"BACKEND": SMTP, "OPTIONS": options}},
+            POST_OFFICE={"BACKENDS": {"default": "smtp"}, **post_office},
+        )
+    return override_settings(
+        EMAIL_BACKEND=QUEUE,
+        EMAIL_HOST=options["host"],
+        EMAIL_PORT=options["port"],
+        EMAIL_USE_TLS=False,
+        EMAIL_USE_SSL=False,
+        EMAIL_TIMEOUT=options["timeout"],
+        POST_OFFICE={"BACKENDS": {"default": SMTP}, **post_office},
+    )
