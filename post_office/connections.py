@@ -8,6 +8,7 @@ whole run and reopens it after a disconnect.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from .conf import settings as po_settings
 from .exceptions import DeliveryConfigurationError, UnknownBackend
 
 DEFAULT_ALIAS = "default"
+logger = logging.getLogger("post_office")
 
 
 def delivery_aliases() -> set[str]:
@@ -127,4 +129,4 @@ def _close_quietly(connection: BaseEmailBackend) -> None:
     try:
         connection.close()
     except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
-        pass
+        logger.debug("Closing connection %r failed", connection, exc_info=True)

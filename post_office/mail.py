@@ -374,7 +374,8 @@ def send_mass_mail(
         kwargs_list.append(
             {"recipients": recipients, "sender": from_email, "subject": subject, "message": message, "priority": priority}
         )
-    return len(send_many(kwargs_list))
+    # Errors name the caller's own argument: "datatuple[1].recipients".
+    return len(queue_many(kwargs_list, label="datatuple"))
 
 
 def _server_recipients(setting_name: str) -> list[str]:

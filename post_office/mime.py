@@ -165,7 +165,7 @@ def _attachments_of(email_obj: Any) -> list[Any]:
     cache = getattr(email_obj, "_prefetched_objects_cache", {})
     if "attachments" in cache:
         return list(cache["attachments"])
-    return list(email_obj.attachments.order_by("post_office_attachment_emails.id"))
+    return list(email_obj.attachments.order_by("id"))
 
 
 def _attach(message: EmailMessage, attachment: Any) -> None:

@@ -213,6 +213,17 @@ class EmailTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.name} [{self.language}]" if self.language else self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.prepare_for_save()
+        renamed = False
+        if self.pk and self.default_template_id is None:
+            old = type(self).objects.filter(pk=self.pk).values_list("name", flat=True).first()
+            renamed = old is not None and old != self.name
+        super().save(*args, **kwargs)
+        if renamed:
+            # Keep every translation under its base template's name.
+            models.QuerySet(model=type(self)).filter(default_template=self).update(name=self.name)
+
     def validate_syntax(self) -> None:
         from .rendering import validate_template_fields
 
@@ -233,17 +244,6 @@ class EmailTemplate(models.Model):
         if self.default_template_id and not self.language:
             raise ValidationError({"language": "A translation needs a language."})
         self.validate_syntax()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.prepare_for_save()
-        renamed = False
-        if self.pk and self.default_template_id is None:
-            old = type(self).objects.filter(pk=self.pk).values_list("name", flat=True).first()
-            renamed = old is not None and old != self.name
-        super().save(*args, **kwargs)
-        if renamed:
-            # Keep every translation under its base template's name.
-            models.QuerySet(model=type(self)).filter(default_template=self).update(name=self.name)
 
 
 def get_attachment_storage() -> Storage:

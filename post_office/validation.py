@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from collections.abc import Iterable, Mapping
 from email.utils import getaddresses
 from typing import Any
@@ -157,8 +158,11 @@ def check_json_context(context: Any, field: str = "context") -> dict[str, Any]:
     for path, value in _walk(context, field):
         if not isinstance(value, (str, int, float, bool, type(None), list, dict, tuple)):
             raise InvalidContext(
-                path, None, f"holds a {type(value).__name__}, which cannot be stored as JSON; pass plain values"
+                path, value, f"is a {type(value).__name__}, which cannot be stored as JSON; pass plain values"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            # json.dumps(allow_nan=False) would refuse it without saying where.
+            raise InvalidContext(path, value, "is not a finite number, which cannot be stored as JSON")
     try:
         return json.loads(json.dumps(dict(context), allow_nan=False))
     except ValueError as error:
