@@ -156,7 +156,7 @@ def send_many(kwargs_list: Iterable[Mapping[str, Any]]) -> list[Email]:
     return queue_many(items)
 
 
-def queue_many(items: list[Mapping[str, Any]], label: str = "kwargs_list") -> list[Email]:
+def queue_many(items: Sequence[Mapping[str, Any]], label: str = "kwargs_list") -> list[Email]:
     """Validate and bulk-insert emails (send_many and the backend share this)."""
     names = {kw.get("template") for kw in items if isinstance(kw, Mapping) and isinstance(kw.get("template"), str)}
     lookup = _Lookup(n for n in names if n)

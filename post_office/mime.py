@@ -165,7 +165,12 @@ def _attachments_of(email_obj: Any) -> list[Any]:
     cache = getattr(email_obj, "_prefetched_objects_cache", {})
     if "attachments" in cache:
         return list(cache["attachments"])
-    return list(email_obj.attachments.order_by("id"))
+    # The caller's order is the order of the links; attachment rows are shared
+    # between emails and may be older than this email.
+    from django.db.models import OuterRef, Subquery
+
+    links = email_obj.attachments.through.objects.filter(email_id=email_obj.pk, attachment_id=OuterRef("pk"))
+    return list(email_obj.attachments.annotate(_link=Subquery(links.values("id")[:1])).order_by("_link"))
 
 
 def _attach(message: EmailMessage, attachment: Any) -> None:

@@ -144,7 +144,7 @@ class Email(models.Model):
 class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
     """Validates template syntax on bulk paths too."""
 
-    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[EmailTemplate]:
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         objs = list(objs)
         for obj in objs:
             obj.prepare_for_save()
@@ -246,8 +246,39 @@ class EmailTemplate(models.Model):
         self.validate_syntax()
 
 
+class AttachmentStorage(Storage):
+    """The storage named by ``POST_OFFICE['FILE_STORAGE']``, looked up at each use."""
+
+    def _target(self) -> Storage:
+        return storages[po_settings.FILE_STORAGE]
+
+    def open(self, name: str, mode: str = "rb") -> Any:
+        return self._target().open(name, mode)
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        return self._target().save(name, content, max_length=max_length)
+
+    def delete(self, name: str) -> None:
+        self._target().delete(name)
+
+    def exists(self, name: str) -> bool:
+        return self._target().exists(name)
+
+    def size(self, name: str) -> int:
+        return self._target().size(name)
+
+    def url(self, name: str | None) -> str:
+        return self._target().url(name)
+
+    def path(self, name: str) -> str:
+        return self._target().path(name)
+
+    def generate_filename(self, filename: str) -> str:
+        return self._target().generate_filename(filename)
+
+
 def get_attachment_storage() -> Storage:
-    return storages[po_settings.FILE_STORAGE]
+    return AttachmentStorage()
 
 
 class Attachment(models.Model):

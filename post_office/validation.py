@@ -109,7 +109,7 @@ def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
     return headers
 
 
-_PRIORITY_NAMES = {member.label: member.value for member in PRIORITY}
+_PRIORITY_NAMES: dict[str, int] = {str(member.label): member.value for member in PRIORITY}
 _PRIORITY_NAMES.update({member.name: member.value for member in PRIORITY})
 
 

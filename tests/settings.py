@@ -2,7 +2,8 @@
 
 POST_OFFICE_TEST_DB picks the database (sqlite, postgres, mysql); POST_OFFICE_DB_NAME
 its name (tests use "test_" + that name on PostgreSQL and MariaDB). A worker
-subprocess started by a test gets POST_OFFICE_DB_NAME set to the test database.
+subprocess started by a test gets POST_OFFICE_DB_NAME set to the test database,
+and POST_OFFICE_TEST_SMTP_PORT to deliver over SMTP to an SMTPSink on 127.0.0.1.
 """
 
 import os
@@ -47,6 +48,7 @@ TEMPLATES = [
 ]
 
 _DB = os.environ.get("POST_OFFICE_TEST_DB", "sqlite")
+DATABASES: dict[str, dict[str, object]]
 if _DB == "postgres":
     DATABASES = {
         "default": {
@@ -98,14 +100,14 @@ LANGUAGES = [("en", "English"), ("de", "German"), ("pt-br", "Brazilian Portugues
 
 DEFAULT_FROM_EMAIL = "webmaster@example.com"
 SERVER_EMAIL = "server@example.com"
-ADMINS = [("Admin One", "admin1@example.com"), ("Admin Two", "admin2@example.com")]
-MANAGERS = [("Manager", "manager@example.com")]
+ADMINS: list = [("Admin One", "admin1@example.com"), ("Admin Two", "admin2@example.com")]
+MANAGERS: list = [("Manager", "manager@example.com")]
 
 if django.VERSION >= (6, 1):
     # Django 6.1: the queueing backend as a MAILERS entry; delivery through another.
     ADMINS = ["admin1@example.com", "admin2@example.com"]
     MANAGERS = ["manager@example.com"]
-    MAILERS = {
+    MAILERS: dict[str, dict[str, object]] = {
         "default": {"BACKEND": "post_office.EmailBackend"},
         "smtp": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
     }
@@ -113,6 +115,22 @@ if django.VERSION >= (6, 1):
 else:
     EMAIL_BACKEND = "post_office.EmailBackend"
     POST_OFFICE = {"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend"}}
+
+# Worker subprocesses started by tests deliver over SMTP to the test's SMTPSink.
+_SMTP_PORT = os.environ.get("POST_OFFICE_TEST_SMTP_PORT")
+if _SMTP_PORT:
+    if django.VERSION >= (6, 1):
+        MAILERS["smtp"] = {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": int(_SMTP_PORT), "use_tls": False, "use_ssl": False, "timeout": 10},
+        }
+    else:
+        EMAIL_HOST = "127.0.0.1"
+        EMAIL_PORT = int(_SMTP_PORT)
+        EMAIL_USE_TLS = False
+        EMAIL_USE_SSL = False
+        EMAIL_TIMEOUT = 10
+        POST_OFFICE = {"BACKENDS": {"default": "django.core.mail.backends.smtp.EmailBackend"}}
 
 LOGGING = {
     "version": 1,
