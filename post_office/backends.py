@@ -47,6 +47,29 @@ class EmailBackend(BaseEmailBackend):
         self.fail_silently = fail_silently
         self.priority = priority
         self.backend = backend
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Refuse a bad ``priority`` or ``backend`` now, not on every send.
+
+        As a MAILERS entry the error is Django 6.1's InvalidMailer, naming the entry.
+        """
+        from .connections import check_alias
+        from .exceptions import InvalidEmail
+        from .validation import parse_priority
+
+        try:
+            if self.priority is not None:
+                parse_priority(self.priority)
+            check_alias(self.backend)
+        except InvalidEmail as error:
+            if _ACCEPTS_ALIAS and self.alias is not None:
+                from django.core.mail import InvalidMailer  # type: ignore[attr-defined]
+
+                raise InvalidMailer(
+                    f"OPTIONS[{error.field!r}]: {error.value!r} {error.reason}", alias=self.alias
+                ) from error
+            raise
 
     def open(self) -> bool:
         return False

@@ -31,6 +31,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     backends = raw.get("BACKENDS") or {}
     for alias, target in backends.items():
+        if not isinstance(target, str):
+            errors.append(
+                checks.Error(
+                    f"POST_OFFICE['BACKENDS'][{alias!r}] = {target!r} is not a dotted backend path or a MAILERS alias.",
+                    id="post_office.E003",
+                )
+            )
+            continue
         if is_queueing_backend(target) or (
             mailers_configured() and target in mailers() and is_queueing_backend(mailers()[target].get("BACKEND"))
         ):
@@ -53,6 +61,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                         id="post_office.E003",
                     )
                 )
+            else:
+                if mailers_configured():
+                    # Django 6.1 deprecates creating backends outside MAILERS; its SMTP
+                    # backend then reads EMAIL_* settings, which MAILERS forbids.
+                    errors.append(
+                        checks.Warning(
+                            f"POST_OFFICE['BACKENDS'][{alias!r}] = {target!r} is a backend path, but MAILERS is "
+                            "configured: Django creates backends from MAILERS entries only.",
+                            hint=f"Add a MAILERS entry with BACKEND {target!r} and its OPTIONS, and name its alias here.",
+                            id="post_office.W002",
+                        )
+                    )
     if "default" not in po_settings.BACKENDS:
         errors.append(
             checks.Error(

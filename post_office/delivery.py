@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Prefetch
+from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 
 from .conf import settings as po_settings
@@ -154,14 +154,22 @@ class Worker:
             ids = list(Email.objects.expired(now).values_list("id", flat=True)[:1000])
             if not ids:
                 return
+            # Two workers starting together select the same ids: tag the rows this
+            # worker's UPDATE really changed, so each expired email gets one Log.
+            token = f"{self.name}:expired:{uuid.uuid4().hex[:16]}"
             updated = Email.objects.filter(id__in=ids, status__in=CLAIMABLE).update(
-                status=STATUS.failed, last_updated=now
+                status=STATUS.failed, claimed_by=token, last_updated=now
             )
-            if self.log_level >= 1:
-                Log.objects.bulk_create(
-                    Log(email_id=pk, status=STATUS.failed, exception_type="Expired", message="expires_at has passed")
-                    for pk in ids
-                )
+            if updated:
+                mine = Email.objects.filter(id__in=ids, claimed_by=token)
+                if self.log_level >= 1:
+                    Log.objects.bulk_create(
+                        Log(
+                            email_id=pk, status=STATUS.failed, exception_type="Expired", message="expires_at has passed"
+                        )
+                        for pk in mine.values_list("id", flat=True)
+                    )
+                mine.update(claimed_by="")
             self.stats.expired += updated
 
     def claim(self, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
@@ -190,7 +198,7 @@ class Worker:
         emails = list(
             Email.objects.filter(status=STATUS.sending, claimed_by=token)
             .select_related("template")
-            .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
+            .prefetch_related(Prefetch("attachments", queryset=_attachments_in_link_order()))
             .in_sending_order()
         )
         return token, emails
@@ -294,6 +302,17 @@ class Worker:
         self.stats.requeued += len(requeue)
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+
+def _attachments_in_link_order() -> QuerySet[Attachment]:
+    """Attachments in the order each email was given them (the link table's order).
+
+    Attachment rows are shared between emails, so their own ids do not follow
+    any one email's order. The prefetch query joins the link table under its
+    own name, which is what this ordering refers to.
+    """
+    link_table = Attachment.emails.through._meta.db_table
+    return Attachment.objects.extra(order_by=[f"{link_table}.id"])  # noqa: S610 - fixed table name, no input
 
 
 def send_one(email: Email, pool: ConnectionPool) -> Outcome:

@@ -49,6 +49,8 @@ __all__ = [
     "send_mass_mail",
     "mail_admins",
     "mail_managers",
+    "get_queued",
+    "send_queued",
 ]
 
 _SEND_ARGUMENTS = frozenset(
@@ -426,3 +428,19 @@ def mail_managers(
 ) -> int:
     """Queue a message to settings.MANAGERS, with EMAIL_SUBJECT_PREFIX and SERVER_EMAIL."""
     return _mail_server("MANAGERS", subject, message, html_message, priority)
+
+
+# -- django-post_office's delivery entry points --------------------------------
+
+
+def get_queued() -> Any:
+    """Return the emails that are due now, in sending order (not claimed)."""
+    return Email.objects.due().in_sending_order()
+
+
+def send_queued(processes: int = 1, log_level: int | None = None) -> tuple[int, int, int]:
+    """Deliver every due email once; return ``(sent, failed, requeued)``."""
+    from .workers import run_processes
+
+    stats = run_processes(processes=processes, log_level=log_level)
+    return stats.sent, stats.failed, stats.requeued

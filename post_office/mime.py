@@ -73,6 +73,13 @@ def attachment_from_part(part: Any) -> AttachmentData:
     if payload is None:
         # A multipart part: keep its serialised body so it survives the trip.
         payload = part.as_bytes()
+    elif part.get_content_maintype() == "text":
+        # make_part rebuilds text parts as UTF-8, so store the text as UTF-8.
+        charset = part.get_content_charset() or "us-ascii"
+        try:
+            payload = payload.decode(charset).encode()
+        except (LookupError, UnicodeDecodeError):
+            pass
     headers = {
         name: _unfold(str(value)) for name, value in part.items() if name.lower() not in _PART_HEADERS_SET_BY_US
     }
@@ -93,7 +100,9 @@ def fields_from_message(message: EmailMessage) -> MessageFields:
         html, body = body, ""
     for alternative in getattr(message, "alternatives", None) or []:
         content, mimetype = alternative[0], alternative[1]
-        if mimetype == "text/html" and not html:
+        # html_message is sent as the first alternative; an HTML part after another
+        # alternative stays in its place (the last alternative is the preferred one).
+        if mimetype == "text/html" and not html and not others:
             html = _as_text(content)
         else:
             others.append([_as_text(content), mimetype])

@@ -440,3 +440,13 @@ class TransactionTest(TransactionTestCase):
             raise RuntimeError
         self.assertEqual(django_mail.outbox, [])
         self.assertFalse(Email.objects.exists())
+
+
+class DeliveryEntryPointsTest(TestCase):
+    def test_get_queued_and_send_queued(self):
+        later = timezone.now() + datetime.timedelta(days=1)
+        due = mail.send("a@example.com", subject="due", message="m")
+        mail.send("a@example.com", subject="later", message="m", scheduled_time=later)
+        self.assertEqual(list(mail.get_queued()), [due])
+        self.assertEqual(mail.send_queued(), (1, 0, 0))
+        self.assertEqual([m.subject for m in django_mail.outbox], ["due"])

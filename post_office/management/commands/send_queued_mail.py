@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, help="Emails claimed at once (default BATCH_SIZE).")
         parser.add_argument("--max-emails", type=int, help="Stop after attempting this many emails.")
         parser.add_argument("--progress", action="store_true", help="Show a progress line while sending.")
+        # django-post_office's cron lines pass a lock file; claims in the database make it unnecessary.
+        parser.add_argument("-L", "--lockfile", help="Accepted for compatibility and ignored: no lock file is used.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["processes"] < 1:
