@@ -70,8 +70,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     inlines = [TranslationInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailTemplate]:
-        return super().get_queryset(request).filter(default_template__isnull=True).prefetch_related(
-            "translated_templates"
+        return (
+            super().get_queryset(request).filter(default_template__isnull=True).prefetch_related("translated_templates")
         )
 
     @admin.display(description=_("languages"))

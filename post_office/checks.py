@@ -118,5 +118,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     for key in ("LOG_LEVEL",):
         if raw.get(key, 2) not in (0, 1, 2):
-            errors.append(checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw[key]!r}.", id="post_office.E009"))
+            errors.append(
+                checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw[key]!r}.", id="post_office.E009")
+            )
     return errors

@@ -221,7 +221,11 @@ def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
         alternatives=list(kwargs.get("_alternatives") or []),
     )
     if template:
-        given = [name for name, value in (("subject", subject), ("message", message), ("html_message", html_message)) if value]
+        given = [
+            name
+            for name, value in (("subject", subject), ("message", message), ("html_message", html_message))
+            if value
+        ]
         if given:
             raise TemplateConflict(
                 given[0], kwargs.get(given[0]), "cannot be combined with template; the template provides it"
@@ -242,7 +246,9 @@ def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
             raise InvalidArgument("render_on_delivery", True, "needs a template to render from")
         subject = check_no_line_breaks("subject", subject)
         if context is not None:
-            rendered = render_parts(subject, message, html_message, context, language=language, compiled=lookup.compiled)
+            rendered = render_parts(
+                subject, message, html_message, context, language=language, compiled=lookup.compiled
+            )
             subject, message, html_message = rendered.subject, rendered.message, rendered.html_message
         email.subject, email.message, email.html_message = subject, message, html_message
     check_no_line_breaks("subject", email.subject)
@@ -374,7 +380,13 @@ def send_mass_mail(
             raise InvalidArgument(f"datatuple[{index}]", item, "must be (subject, message, from_email, recipient_list)")
         subject, message, from_email, recipients = item
         kwargs_list.append(
-            {"recipients": recipients, "sender": from_email, "subject": subject, "message": message, "priority": priority}
+            {
+                "recipients": recipients,
+                "sender": from_email,
+                "subject": subject,
+                "message": message,
+                "priority": priority,
+            }
         )
     # Errors name the caller's own argument: "datatuple[1].recipients".
     return len(queue_many(kwargs_list, label="datatuple"))

@@ -80,9 +80,7 @@ def attachment_from_part(part: Any) -> AttachmentData:
             payload = payload.decode(charset).encode()
         except (LookupError, UnicodeDecodeError):
             pass
-    headers = {
-        name: _unfold(str(value)) for name, value in part.items() if name.lower() not in _PART_HEADERS_SET_BY_US
-    }
+    headers = {name: _unfold(str(value)) for name, value in part.items() if name.lower() not in _PART_HEADERS_SET_BY_US}
     return AttachmentData(
         name=part.get_filename() or "",
         content=payload,
@@ -115,9 +113,7 @@ def fields_from_message(message: EmailMessage) -> MessageFields:
             attachments.append(attachment_from_part(item))
         else:
             filename, content, mimetype = item[0], item[1], item[2]
-            attachments.append(
-                AttachmentData(name=filename or "", content=_as_bytes(content), mimetype=mimetype or "")
-            )
+            attachments.append(AttachmentData(name=filename or "", content=_as_bytes(content), mimetype=mimetype or ""))
     return MessageFields(
         from_email=str(message.from_email or ""),
         to=[str(a) for a in message.to],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from typing import TYPE_CHECKING, Any
 
 from django.core.files.storage import Storage, storages
@@ -273,7 +274,7 @@ class AttachmentStorage(Storage):
     def path(self, name: str) -> str:
         return self._target().path(name)
 
-    def generate_filename(self, filename: str) -> str:
+    def generate_filename(self, filename: str | os.PathLike[str]) -> str:
         return self._target().generate_filename(filename)
 
 

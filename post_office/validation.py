@@ -109,8 +109,8 @@ def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
     return headers
 
 
-_PRIORITY_NAMES: dict[str, int] = {str(member.label): member.value for member in PRIORITY}
-_PRIORITY_NAMES.update({member.name: member.value for member in PRIORITY})
+# Member names, not (translatable) labels: "low", "medium", "high", "now".
+_PRIORITY_NAMES: dict[str, int] = {member.name: member.value for member in PRIORITY}
 
 
 def parse_priority(value: Any, field: str = "priority") -> int:
@@ -173,7 +173,9 @@ def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidContext(f"{path}[{key!r}]", None, "has a key that is not a string; JSON keys must be strings")
+                raise InvalidContext(
+                    f"{path}[{key!r}]", None, "has a key that is not a string; JSON keys must be strings"
+                )
             yield from _walk(item, f"{path}[{key!r}]")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):

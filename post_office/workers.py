@@ -36,7 +36,13 @@ def run_processes(
     db.connections.close_all()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    children = [context.Process(target=_child, args=(options, results)) for _ in range(processes)]
+    # --max-emails caps the whole run, so each child gets its share of it.
+    max_emails = options.pop("max_emails", None)
+    shares = [
+        None if max_emails is None else max_emails // processes + (index < max_emails % processes)
+        for index in range(processes)
+    ]
+    children = [context.Process(target=_child, args=({**options, "max_emails": share}, results)) for share in shares]
     for child in children:
         child.start()
     reported = 0

@@ -94,10 +94,16 @@ class SendQueuedMailTest(TestCase):
                 self.assertEqual(Email.objects.get(pk=bad.pk).status, STATUS.failed)
 
     def test_invalid_options_are_refused(self):
+        queue("never sent")
         with self.assertRaisesMessage(CommandError, "--processes must be at least 1"):
             send_queued_mail("--processes", "0")
+        with self.assertRaisesMessage(CommandError, "--batch-size must be at least 1"):
+            send_queued_mail("--batch-size", "0")
+        with self.assertRaisesMessage(CommandError, "--max-emails must be zero or more"):
+            send_queued_mail("--max-emails", "-1")
         with self.assertRaises(CommandError):
             send_queued_mail("--log-level", "3")
+        self.assertEqual(django_mail.outbox, [])
 
     def test_verbosity_0_prints_nothing(self):
         queue("quiet")
@@ -136,6 +142,25 @@ class SendQueuedMailProcessesTest(TransactionTestCase):
         self.assertEqual(sorted(subjects), sorted(f"forked {i}" for i in range(total)))
         self.assertEqual(Email.objects.filter(status=STATUS.sent).count(), total)
         self.assertEqual(Log.objects.count(), total)
+
+    def test_max_emails_is_shared_between_processes(self):
+        mail.send_many(
+            [
+                {"recipients": ["to@example.com"], "sender": "from@example.com", "subject": f"capped {i}"}
+                for i in range(10)
+            ]
+        )
+        with tempfile.TemporaryDirectory() as directory:
+            FileRecordingBackend.path = os.path.join(directory, "sent.txt")
+            self.addCleanup(setattr, FileRecordingBackend, "path", None)
+            with self.settings(POST_OFFICE={"BACKENDS": {"default": "tests.backends.FileRecordingBackend"}}):
+                output = send_queued_mail("--processes", "2", "--max-emails", "3", "--batch-size", "1")
+            with open(FileRecordingBackend.path, encoding="utf-8") as handle:
+                subjects = handle.read().splitlines()
+        self.assertIn("3 sent", output)
+        self.assertEqual(len(subjects), 3)
+        self.assertEqual(Email.objects.filter(status=STATUS.sent).count(), 3)
+        self.assertEqual(Email.objects.filter(status=STATUS.queued).count(), 7)
 
 
 class CleanupMailTest(TestCase):

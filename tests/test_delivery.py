@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from post_office import mail
 from post_office.delivery import Outcome, Worker
-from post_office.models import STATUS, Email, EmailTemplate, Log
+from post_office.models import STATUS, Email, EmailQuerySet, EmailTemplate, Log
 from tests.backends import RecordingBackend, ScriptedBackend
 from tests.smtp_sink import SMTPSink
 
@@ -133,6 +133,27 @@ class OrderAndScheduleTest(DeliveryTestCase):
         # A later run does not touch them again.
         self.assertEqual(self.run_worker().expired, 0)
         self.assertEqual(Log.objects.filter(email__in=[expired, scheduled_expired]).count(), 2)
+
+    def test_email_expired_by_another_worker_meanwhile_gets_one_log(self):
+        email = self.queue("expired", expires_at=timezone.now() - datetime.timedelta(minutes=1))
+        # This worker reads the expired ids; before it updates them, another worker expires them.
+        stale_reads = [Email.objects.filter(pk=email.pk)]
+        real_expired = EmailQuerySet.expired
+
+        def expired(queryset, now=None):
+            if stale_reads:
+                stale = stale_reads.pop()
+                Worker().fail_expired()  # the other worker
+                return stale
+            return real_expired(queryset, now)
+
+        worker = Worker()
+        with mock.patch.object(EmailQuerySet, "expired", expired):
+            worker.fail_expired()
+        self.assertEqual(worker.stats.expired, 0)
+        self.assertEqual(Log.objects.filter(email=email).count(), 1)
+        stored = Email.objects.get(pk=email.pk)
+        self.assertEqual((stored.status, stored.claimed_by), (STATUS.failed, ""))
 
 
 class BackendAliasTest(DeliveryTestCase):

@@ -26,6 +26,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["processes"] < 1:
             raise CommandError("--processes must be at least 1")
+        if options["batch_size"] is not None and options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        if options["max_emails"] is not None and options["max_emails"] < 0:
+            raise CommandError("--max-emails must be zero or more")
         if options["verbosity"] >= 2:
             logging.getLogger("post_office").setLevel(logging.DEBUG)
         progress = self._progress if options["progress"] else None
