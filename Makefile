@@ -36,7 +36,7 @@ test-django61: $(BIN61)/.installed
 	POST_OFFICE_TEST_DB=sqlite $(BIN61)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check post_office tests migrations_tests example benchmarks
+	$(BIN)/ruff check post_office tests migrations_tests example $(wildcard benchmarks)
 	$(BIN)/ruff format --check post_office
 	$(BIN)/mypy post_office
 
