@@ -35,6 +35,17 @@ KNOWN_KEYS = frozenset(
         "THREADS_PER_PROCESS",
         "BATCH_DELIVERY_TIMEOUT",
         "LEASE_SECONDS",
+        "ERROR_HANDLER",
+        "MAX_RETRY_INTERVAL",
+        "MAX_CONNECTIONS",
+        "SEND_TIMEOUT",
+        "RATE_LIMITS",
+        "MAX_BATCH",
+        "MAX_DEFERRED",
+        "THROTTLE",
+        "EMPTY_QUEUE_SLEEP",
+        "PAUSED",
+        "HEARTBEAT_INTERVAL",
     }
 )
 
@@ -114,16 +125,92 @@ class PostOfficeSettings:
 
     @property
     def MAX_RETRIES(self) -> int:
-        """How many times a failed email is requeued before it is marked failed: 0."""
-        return int(self._get("MAX_RETRIES", 0))
+        """How many times a transient failure is retried before the email is failed: 5.
+
+        (django-post_office defaults to 0, which fails an email on its first
+        transient error; set 0 to keep that.)
+        """
+        return int(self._get("MAX_RETRIES", 5))
 
     @property
     def RETRY_INTERVAL(self) -> datetime.timedelta:
-        """Delay before a requeued email is tried again: 15 minutes."""
-        value = self._get("RETRY_INTERVAL", datetime.timedelta(minutes=15))
-        if isinstance(value, (int, float)):
-            return datetime.timedelta(seconds=value)
-        return value
+        """Delay before the first retry: 15 minutes; it doubles for each further retry."""
+        return _duration(self._get("RETRY_INTERVAL", datetime.timedelta(minutes=15)))
+
+    @property
+    def MAX_RETRY_INTERVAL(self) -> datetime.timedelta:
+        """Upper bound of the doubling retry delay: 6 hours."""
+        return _duration(self._get("MAX_RETRY_INTERVAL", datetime.timedelta(hours=6)))
+
+    @property
+    def ERROR_HANDLER(self) -> str | None:
+        """Dotted path of ``handler(email, exception)`` returning 'permanent', 'transient' or None.
+
+        None (default) uses ``post_office.retry.classify``. (django-mailer's
+        MAILER_ERROR_HANDLER has another signature and is not read.)
+        """
+        return self._get("ERROR_HANDLER", None)
+
+    @property
+    def SEND_TIMEOUT(self) -> float:
+        """Socket timeout given to backends that have none (seconds): 30."""
+        return float(self._get("SEND_TIMEOUT", 30))
+
+    @property
+    def MAX_CONNECTIONS(self) -> int | dict[str, int] | None:
+        """Open connections per backend alias in one process: one per thread.
+
+        An int applies to every alias; a dict maps aliases to their own cap.
+        """
+        return self._get("MAX_CONNECTIONS", None)
+
+    def max_connections(self, alias: str) -> int | None:
+        value = self.MAX_CONNECTIONS
+        if isinstance(value, dict):
+            value = value.get(alias)
+        return int(value) if value else None
+
+    @property
+    def RATE_LIMITS(self) -> dict[str, float]:
+        """Emails per second per backend alias, held across every process of a host: none.
+
+        e.g. ``{"default": 14}`` for Amazon SES's default quota.
+        """
+        return dict(self._get("RATE_LIMITS", {}) or {})
+
+    @property
+    def MAX_BATCH(self) -> int | None:
+        """Stop a run after this many emails were sent (django-mailer's MAILER_EMAIL_MAX_BATCH)."""
+        return _optional_int(self._get("MAX_BATCH", getattr(django_settings, "MAILER_EMAIL_MAX_BATCH", None)))
+
+    @property
+    def MAX_DEFERRED(self) -> int | None:
+        """Stop a run after this many failed attempts (django-mailer's MAILER_EMAIL_MAX_DEFERRED)."""
+        return _optional_int(self._get("MAX_DEFERRED", getattr(django_settings, "MAILER_EMAIL_MAX_DEFERRED", None)))
+
+    @property
+    def THROTTLE(self) -> float:
+        """Seconds each delivery thread sleeps after an email (django-mailer's MAILER_EMAIL_THROTTLE): 0."""
+        return float(self._get("THROTTLE", getattr(django_settings, "MAILER_EMAIL_THROTTLE", 0)) or 0)
+
+    @property
+    def EMPTY_QUEUE_SLEEP(self) -> float:
+        """Seconds the long-running worker sleeps when the queue is empty: 30.
+
+        On PostgreSQL it wakes at once when mail is queued. Falls back to
+        django-mailer's MAILER_EMPTY_QUEUE_SLEEP.
+        """
+        return float(self._get("EMPTY_QUEUE_SLEEP", getattr(django_settings, "MAILER_EMPTY_QUEUE_SLEEP", 30)))
+
+    @property
+    def PAUSED(self) -> bool:
+        """Pause delivery (enqueueing goes on). The ``mail_delivery pause`` command does the same at run time."""
+        return bool(self._get("PAUSED", False))
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        """Seconds between the long-running worker's heartbeat writes: 10."""
+        return float(self._get("HEARTBEAT_INTERVAL", 10))
 
     @property
     def MESSAGE_ID_ENABLED(self) -> bool:
@@ -191,6 +278,16 @@ class PostOfficeSettings:
         """
         value = self._get("LEASE_SECONDS", None)
         return float(value) if value else 2 * self.BATCH_DELIVERY_TIMEOUT
+
+
+def _duration(value: Any) -> datetime.timedelta:
+    if isinstance(value, (int, float)):
+        return datetime.timedelta(seconds=value)
+    return value
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
 
 
 settings = PostOfficeSettings()

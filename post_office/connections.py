@@ -2,15 +2,16 @@
 
 A delivery alias comes from ``POST_OFFICE['BACKENDS']`` (a dotted backend path
 or, with Django 6.1, the alias of a ``MAILERS`` entry), or is itself a
-``MAILERS`` alias. Each thread keeps one open connection per alias for the
-whole run and reopens it after a disconnect.
+``MAILERS`` alias. Delivery threads share a capped pool of open connections
+per alias, reused for the whole run and reopened after a disconnect.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
@@ -84,45 +85,83 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
 
 
 class ConnectionPool:
-    """Per-thread, per-alias connections, opened once and reused for a run."""
+    """Open connections per delivery alias, shared by a process's delivery threads.
 
-    def __init__(self) -> None:
-        self._local = threading.local()
+    A thread checks a connection out for one send and back in afterwards, so a
+    connection is never used by two threads at once; connections stay open for
+    the whole run. At most ``limit(alias)`` connections per alias are open at
+    once (POST_OFFICE['MAX_CONNECTIONS'], by default one per delivery thread);
+    a thread that finds them all busy waits for one.
+    """
+
+    def __init__(self, default_limit: int | None = None) -> None:
+        self.default_limit = default_limit or po_settings.THREADS_PER_PROCESS
+        self._condition = threading.Condition()
+        self._idle: dict[str, list[BaseEmailBackend]] = {}
+        self._open: dict[str, int] = {}
         self._all: list[BaseEmailBackend] = []
-        self._lock = threading.Lock()
 
-    def get(self, alias: str) -> BaseEmailBackend:
-        connections = self._connections()
-        connection = connections.get(alias)
-        if connection is None:
+    def limit(self, alias: str) -> int:
+        return po_settings.max_connections(alias) or self.default_limit
+
+    @contextmanager
+    def connection(self, alias: str) -> Iterator[BaseEmailBackend]:
+        """Check out an open connection for ``alias``; a failed send discards it."""
+        connection = self._checkout(alias)
+        try:
+            yield connection
+        except BaseException:
+            # The connection may be broken (disconnect, timeout): the next use reopens.
+            self._discard(alias, connection)
+            raise
+        else:
+            with self._condition:
+                self._idle.setdefault(alias, []).append(connection)
+                self._condition.notify()
+
+    def open_count(self, alias: str) -> int:
+        with self._condition:
+            return self._open.get(alias, 0)
+
+    def _checkout(self, alias: str) -> BaseEmailBackend:
+        with self._condition:
+            while True:
+                idle = self._idle.setdefault(alias, [])
+                if idle:
+                    return idle.pop()
+                if self._open.get(alias, 0) < self.limit(alias):
+                    self._open[alias] = self._open.get(alias, 0) + 1
+                    break
+                self._condition.wait()
+        try:
             connection = backend_factory(alias)()
+            if getattr(connection, "timeout", 0) is None:
+                # A stalled server must not hold a delivery thread forever.
+                connection.timeout = po_settings.SEND_TIMEOUT  # type: ignore[attr-defined]
             connection.open()
-            connections[alias] = connection
-            with self._lock:
-                self._all.append(connection)
+        except BaseException:
+            with self._condition:
+                self._open[alias] -= 1
+                self._condition.notify()
+            raise
+        with self._condition:
+            self._all.append(connection)
         return connection
 
-    def discard(self, alias: str) -> None:
-        """Drop this thread's connection (after an error) so the next use reopens it."""
-        connection = self._connections().pop(alias, None)
-        if connection is not None:
-            _close_quietly(connection)
-            with self._lock:
-                if connection in self._all:
-                    self._all.remove(connection)
+    def _discard(self, alias: str, connection: BaseEmailBackend) -> None:
+        _close_quietly(connection)
+        with self._condition:
+            self._open[alias] -= 1
+            if connection in self._all:
+                self._all.remove(connection)
+            self._condition.notify()
 
     def close_all(self) -> None:
-        with self._lock:
+        with self._condition:
             connections, self._all = self._all, []
+            self._idle, self._open = {}, {}
         for connection in connections:
             _close_quietly(connection)
-        self._local = threading.local()
-
-    def _connections(self) -> dict[str, BaseEmailBackend]:
-        connections = getattr(self._local, "connections", None)
-        if connections is None:
-            connections = self._local.connections = {}
-        return connections
 
 
 def _close_quietly(connection: BaseEmailBackend) -> None:

@@ -3,7 +3,9 @@
 A claim marks emails ``sending`` with a lease (``claimed_by`` is a token unique to
 the claim, ``lease_expires_at`` its end). Results are written in small chunks,
 and only where the claim token still matches, so a worker whose lease ran out
-never overwrites the result of the worker that took the email over.
+never overwrites the result of the worker that took the email over. A crash
+therefore re-sends at most the emails that were in flight, and an expired lease
+puts the email back in the queue for any worker to take.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Case, F, Prefetch, QuerySet, Value, When
 from django.utils import timezone
 
 from .conf import settings as po_settings
 from .connections import ConnectionPool
-from .models import CLAIMABLE, STATUS, Attachment, Email, Log
+from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, Log
+from .ratelimit import wait_for_slot
 from .retry import decide
+from .signals import email_failed, email_sent
 
 logger = logging.getLogger("post_office")
 
@@ -48,6 +54,7 @@ class RunStats:
     requeued: int = 0
     expired: int = 0
     started: float = field(default_factory=time.monotonic)
+    stopped_because: str = ""
 
     @property
     def attempted(self) -> int:
@@ -59,10 +66,17 @@ class RunStats:
 
     def summary(self) -> str:
         rate = self.attempted / self.elapsed if self.elapsed > 0 else 0.0
-        return (
+        text = (
             f"{self.sent} sent, {self.failed} failed, {self.requeued} requeued, {self.expired} expired "
             f"in {self.elapsed:.2f}s ({rate:.1f} emails/s)"
         )
+        return f"{text}; stopped: {self.stopped_because}" if self.stopped_because else text
+
+    def add(self, other: RunStats) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.requeued += other.requeued
+        self.expired += other.expired
 
 
 def worker_name() -> str:
@@ -70,7 +84,12 @@ def worker_name() -> str:
 
 
 class Worker:
-    """Deliver due emails until the queue is empty (or a limit is reached)."""
+    """Deliver due emails until the queue is empty, a limit is reached or ``stop()`` is called.
+
+    Use ``run()`` for one pass (cron, tests). A long-running loop keeps one
+    Worker open (``with worker:``) and calls ``run_pass()`` repeatedly, so its
+    threads and SMTP connections live across passes.
+    """
 
     def __init__(
         self,
@@ -79,50 +98,109 @@ class Worker:
         threads: int | None = None,
         log_level: int | None = None,
         max_emails: int | None = None,
+        max_seconds: float | None = None,
+        max_sent: int | None = None,
+        max_failures: int | None = None,
+        throttle: float | None = None,
         lease_seconds: float | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
-        inline: bool = False,
     ) -> None:
         self.batch_size = batch_size or po_settings.BATCH_SIZE
         self.threads = threads or po_settings.THREADS_PER_PROCESS
         self.log_level = po_settings.LOG_LEVEL if log_level is None else log_level
         self.max_emails = max_emails
+        self.max_seconds = max_seconds
+        self.max_sent = po_settings.MAX_BATCH if max_sent is None else max_sent
+        self.max_failures = po_settings.MAX_DEFERRED if max_failures is None else max_failures
+        self.throttle = po_settings.THROTTLE if throttle is None else throttle
         self.lease = timedelta(seconds=lease_seconds or po_settings.LEASE_SECONDS)
         self.on_progress = on_progress
-        # An inline ('now') attempt that fails transiently always goes back to the queue.
-        self.min_retries = 1 if inline else 0
         self.name = worker_name()
         self.stats = RunStats()
+        self._stop = threading.Event()
+        self._pool: ConnectionPool | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> Worker:
+        self._pool = ConnectionPool(default_limit=self.threads)
+        self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="post_office")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.close_all()
+        self._executor = self._pool = None
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing more, finish what is in flight, give back the rest."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     # -- the run -----------------------------------------------------------
 
     def run(self) -> RunStats:
         """Deliver every due email once; return what happened."""
         self.stats = RunStats()
-        self.requeue_stale_leases()
-        self.fail_expired()
-        pool = ConnectionPool()
-        executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="post_office")
-        try:
-            while True:
-                limit = self.batch_size
-                if self.max_emails is not None:
-                    limit = min(limit, self.max_emails - self.stats.attempted)
-                    if limit <= 0:
-                        break
-                token, emails = self.claim(limit)
-                if not emails:
-                    break
-                self.deliver(token, emails, pool, executor)
-        finally:
-            executor.shutdown(wait=True)
-            pool.close_all()
+        with self:
+            self.run_pass()
         logger.info(
             "post_office run: %s",
             self.stats.summary(),
-            extra={"sent": self.stats.sent, "failed": self.stats.failed, "requeued": self.stats.requeued},
+            extra={
+                "sent": self.stats.sent,
+                "failed": self.stats.failed,
+                "requeued": self.stats.requeued,
+                "expired": self.stats.expired,
+            },
         )
         return self.stats
+
+    def run_pass(self) -> int:
+        """Claim and deliver batches until the queue is empty or a limit stops the run.
+
+        Returns how many emails this pass claimed.
+        """
+        assert self._executor is not None and self._pool is not None, "use 'with worker:'"
+        claimed_total = 0
+        self.requeue_stale_leases()
+        self.fail_expired()
+        while not self._limit_reached():
+            if DeliverySwitch.is_paused():
+                self.stats.stopped_because = "delivery is paused"
+                break
+            limit = self.batch_size
+            if self.max_emails is not None:
+                limit = min(limit, self.max_emails - self.stats.attempted)
+            token, emails = self.claim(limit)
+            if not emails:
+                break
+            claimed_total += len(emails)
+            self.deliver(token, emails)
+        return claimed_total
+
+    def _limit_reached(self) -> bool:
+        stats = self.stats
+        reason = ""
+        if self.stopping:
+            reason = "stop requested"
+        elif self.max_emails is not None and stats.attempted >= self.max_emails:
+            reason = f"--max-emails {self.max_emails}"
+        elif self.max_sent is not None and stats.sent >= self.max_sent:
+            reason = f"MAX_BATCH {self.max_sent}"
+        elif self.max_failures is not None and stats.failed + stats.requeued >= self.max_failures:
+            reason = f"MAX_DEFERRED {self.max_failures}"
+        elif self.max_seconds is not None and stats.elapsed >= self.max_seconds:
+            reason = f"--max-seconds {self.max_seconds:g}"
+        if reason:
+            stats.stopped_because = reason
+        return bool(reason)
 
     def deliver_ids(self, ids: Iterable[int]) -> RunStats:
         """Claim these emails (if still queued) and deliver them now, in this thread."""
@@ -130,8 +208,7 @@ class Worker:
         token, emails = self.claim(len(ids), ids=ids)
         pool = ConnectionPool()
         try:
-            outcomes = [send_one(email, pool) for email in emails]
-            self.record(token, outcomes)
+            self.record(token, [send_one(email, pool, throttle=0) for email in emails])
         finally:
             pool.close_all()
         return self.stats
@@ -175,6 +252,8 @@ class Worker:
     def claim(self, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
         """Take up to ``limit`` due emails for this worker; return the claim token and them."""
         token = f"{self.name}:{uuid.uuid4().hex[:16]}"
+        if limit <= 0:
+            return token, []
         now = timezone.now()
         claim_values = {
             "status": STATUS.sending,
@@ -186,6 +265,7 @@ class Worker:
         if ids is not None:
             candidates = candidates.filter(id__in=list(ids))
         if db_connection.features.has_select_for_update_skip_locked:
+            # A short transaction: rows locked by another worker's claim are skipped.
             with transaction.atomic():
                 claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
                 if claimed:
@@ -205,103 +285,137 @@ class Worker:
 
     def release(self, token: str, emails: Iterable[Email]) -> None:
         """Give back claimed emails that were never attempted."""
-        Email.objects.filter(id__in=[e.pk for e in emails], claimed_by=token, status=STATUS.sending).update(
-            status=STATUS.queued, claimed_by="", lease_expires_at=None, last_updated=timezone.now()
-        )
+        ids = [e.pk for e in emails]
+        if ids:
+            Email.objects.filter(id__in=ids, claimed_by=token, status=STATUS.sending).update(
+                status=STATUS.queued, claimed_by="", lease_expires_at=None, last_updated=timezone.now()
+            )
 
     # -- delivering --------------------------------------------------------
 
-    def deliver(self, token: str, emails: list[Email], pool: ConnectionPool, executor: ThreadPoolExecutor) -> None:
-        """Send a claimed batch on the thread pool, writing results as they come in."""
-        futures: dict[Future[Outcome], Email] = {executor.submit(send_one, email, pool): email for email in emails}
+    def deliver(self, token: str, emails: list[Email]) -> None:
+        """Send a claimed batch on the thread pool, writing results as they come in.
+
+        When the run must stop (signal, limit, batch timeout), emails not yet
+        started are given back to the queue at once; those in flight finish and
+        are recorded.
+        """
+        assert self._executor is not None and self._pool is not None
+        pool, throttle = self._pool, self.throttle
+        futures: dict[Future[Outcome], Email] = {
+            self._executor.submit(send_one, email, pool, throttle): email for email in emails
+        }
         deadline = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
         pending = set(futures)
-        done_buffer: list[Outcome] = []
+        buffer: list[Outcome] = []
         last_flush = time.monotonic()
         while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= deadline:
+                logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
                 break
-            done, pending = wait(pending, timeout=min(remaining, FLUSH_SECONDS), return_when=FIRST_COMPLETED)
-            done_buffer.extend(future.result() for future in done)
-            if len(done_buffer) >= FLUSH_EVERY or (done_buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
-                self.record(token, done_buffer)
-                done_buffer, last_flush = [], time.monotonic()
-        if done_buffer:
-            self.record(token, done_buffer)
+            if self._limit_reached():
+                break
+            done, pending = wait(pending, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+            buffer.extend(future.result() for future in done)
+            if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
+                self.record(token, buffer)
+                buffer, last_flush = [], time.monotonic()
         if pending:
             not_started = [futures[f] for f in pending if f.cancel()]
             self.release(token, not_started)
-            running = [f for f in pending if not f.cancelled()]
-            logger.error(
-                "Batch delivery timed out after %ss: %d emails given back, %d still in flight",
-                po_settings.BATCH_DELIVERY_TIMEOUT,
-                len(not_started),
-                len(running),
-            )
-            # Threads cannot be killed; record what the in-flight ones did once they finish.
-            self.record(token, [f.result() for f in running])
+            # Threads cannot be interrupted mid-send: wait for the ones in flight
+            # and record what they did (their lease guards the rows meanwhile).
+            in_flight = [f for f in pending if not f.cancelled()]
+            buffer.extend(f.result() for f in in_flight)
+        self.record(token, buffer)
 
     def record(self, token: str | None, outcomes: list[Outcome]) -> None:
-        """Write sent / requeued / failed statuses and Log rows for a chunk of attempts."""
+        """Write sent / requeued / failed statuses and Log rows for a chunk of attempts.
+
+        At most four queries for any number of emails: one UPDATE per outcome
+        (the per-email retry times go in one CASE expression) and one Log insert.
+        """
         if not outcomes:
             return
         now = timezone.now()
-        sent, failed, requeue = [], [], []
+        sent: list[Email] = []
+        failed: list[tuple[Email, BaseException]] = []
+        requeued: list[tuple[Email, BaseException]] = []
         logs = []
         for outcome in outcomes:
-            email = outcome.email
-            if outcome.error is None:
-                sent.append(email.pk)
+            email, error = outcome.email, outcome.error
+            if error is None:
+                sent.append(email)
                 email.status = STATUS.sent
                 if self.log_level >= 2:
                     logs.append(Log(email_id=email.pk, status=STATUS.sent))
                 continue
-            decision = decide(outcome.error, email.number_of_retries, now, min_retries=self.min_retries)
+            decision = decide(email, error, now)
             if decision.retry:
-                requeue.append(email.pk)
+                requeued.append((email, error))
                 email.status = STATUS.requeued
                 email.number_of_retries += 1
                 email.scheduled_time = decision.next_attempt
             else:
-                failed.append(email.pk)
+                failed.append((email, error))
                 email.status = STATUS.failed
             if self.log_level >= 1:
                 logs.append(
                     Log(
                         email_id=email.pk,
                         status=STATUS.failed,
-                        exception_type=type(outcome.error).__name__,
-                        message=str(outcome.error)[:10000],
+                        exception_type=type(error).__name__,
+                        message=str(error)[:10000],
                     )
                 )
             logger.warning(
-                "Delivery of email %s failed: %s",
+                "Delivery of email %s failed (%s, %s): %s",
                 email.pk,
-                outcome.error,
-                extra={"email_id": email.pk, "retry": decision.retry},
+                decision.kind.value,
+                "will retry" if decision.retry else "not retried",
+                error,
+                extra={
+                    "email_id": email.pk,
+                    "error_kind": decision.kind.value,
+                    "will_retry": decision.retry,
+                    "attempt": email.number_of_retries + (0 if decision.retry else 1),
+                },
             )
         claim = {"claimed_by": token, "status": STATUS.sending} if token else {}
         released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
         with transaction.atomic():
             if sent:
-                Email.objects.filter(id__in=sent, **claim).update(status=STATUS.sent, **released)
+                Email.objects.filter(id__in=[e.pk for e in sent], **claim).update(status=STATUS.sent, **released)
             if failed:
-                Email.objects.filter(id__in=failed, **claim).update(status=STATUS.failed, **released)
-            if requeue:
-                Email.objects.filter(id__in=requeue, **claim).update(
+                Email.objects.filter(id__in=[e.pk for e, _ in failed], **claim).update(status=STATUS.failed, **released)
+            if requeued:
+                Email.objects.filter(id__in=[e.pk for e, _ in requeued], **claim).update(
                     status=STATUS.requeued,
                     number_of_retries=F("number_of_retries") + 1,
-                    scheduled_time=now + po_settings.RETRY_INTERVAL,
+                    scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
                     **released,
                 )
             if logs:
                 Log.objects.bulk_create(logs)
         self.stats.sent += len(sent)
         self.stats.failed += len(failed)
-        self.stats.requeued += len(requeue)
+        self.stats.requeued += len(requeued)
+        _send_signals(sent, failed, requeued)
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+
+def _send_signals(
+    sent: list[Email], failed: list[tuple[Email, BaseException]], requeued: list[tuple[Email, BaseException]]
+) -> None:
+    if sent and email_sent.has_listeners(Email):
+        for email in sent:
+            email_sent.send(sender=Email, email=email)
+    if (failed or requeued) and email_failed.has_listeners(Email):
+        for email, error in failed:
+            email_failed.send(sender=Email, email=email, exception=error, will_retry=False)
+        for email, error in requeued:
+            email_failed.send(sender=Email, email=email, exception=error, will_retry=True)
 
 
 def _attachments_in_link_order() -> QuerySet[Attachment]:
@@ -315,20 +429,19 @@ def _attachments_in_link_order() -> QuerySet[Attachment]:
     return Attachment.objects.extra(order_by=[f"{link_table}.id"])  # noqa: S610 - fixed table name, no input
 
 
-def send_one(email: Email, pool: ConnectionPool) -> Outcome:
-    """Build and send one email on this thread's connection; never raises."""
+def send_one(email: Email, pool: ConnectionPool, throttle: float = 0) -> Outcome:
+    """Build and send one email on a pooled connection; never raises."""
     alias = email.backend_alias or "default"
     try:
         message = email.email_message()
-        connection = pool.get(alias)
-        try:
+        wait_for_slot(alias)
+        with pool.connection(alias) as connection:
             connection.send_messages([message])
-        except BaseException:
-            # The connection may be broken: reopen it for the next email.
-            pool.discard(alias)
-            raise
     except Exception as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch
         return Outcome(email, error)
+    finally:
+        if throttle:
+            time.sleep(throttle)
     return Outcome(email)
 
 
@@ -347,3 +460,8 @@ def dispatch_one(email: Email, *, log_level: int | None = None, commit: bool = T
     else:
         email.status = STATUS.failed
     return email.status
+
+
+def run_delivery(**options: Any) -> RunStats:
+    """One delivery pass with the given Worker options (commands and tasks call this)."""
+    return Worker(**options).run()

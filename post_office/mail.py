@@ -28,6 +28,7 @@ from .exceptions import (
 )
 from .mime import AttachmentData
 from .models import PRIORITY, STATUS, Email, EmailTemplate
+from .notify import notify_queued
 from .rendering import CompiledTemplates, find_templates, render_parts, render_template, select_template
 from .signals import email_queued
 from .validation import (
@@ -294,6 +295,7 @@ def _persist(prepared: list[_Prepared], log_level: int | None = None) -> None:
         else:
             Email.objects.bulk_create(emails)
         store_attachments([(item.email, item.attachments) for item in prepared if item.attachments])
+        notify_queued()
     transaction.on_commit(lambda: _after_commit(emails, log_level))
 
 
@@ -303,7 +305,7 @@ def _after_commit(emails: list[Email], log_level: int | None) -> None:
     if urgent:
         from .delivery import Worker
 
-        Worker(log_level=log_level, inline=True).deliver_ids([email.pk for email in urgent])
+        Worker(log_level=log_level).deliver_ids([email.pk for email in urgent])
         refreshed = Email.objects.in_bulk([email.pk for email in urgent])
         for email in urgent:
             fresh = refreshed.get(email.pk)

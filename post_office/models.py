@@ -321,3 +321,52 @@ class Log(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_status_display()} {self.date:%Y-%m-%d %H:%M:%S}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of a long-running delivery worker (shown in the admin)."""
+
+    name = models.CharField(_("worker"), max_length=200, unique=True)
+    hostname = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("process id"))
+    started = models.DateTimeField(_("started"))
+    last_seen = models.DateTimeField(_("last seen"), db_index=True)
+    state = models.CharField(_("state"), max_length=32, default="running")
+    sent = models.PositiveBigIntegerField(_("sent"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    requeued = models.PositiveBigIntegerField(_("requeued"), default=0)
+
+    class Meta:
+        app_label = "post_office"
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliverySwitch(models.Model):
+    """A database-wide switch: while ``paused``, workers deliver nothing (enqueueing goes on)."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True, default="delivery")
+    paused = models.BooleanField(_("paused"), default=False)
+    changed = models.DateTimeField(_("changed"), auto_now=True)
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+
+    class Meta:
+        app_label = "post_office"
+        verbose_name = _("delivery switch")
+        verbose_name_plural = _("delivery switches")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'paused' if self.paused else 'running'}"
+
+    @classmethod
+    def is_paused(cls) -> bool:
+        """True when delivery is paused by the setting or the database switch."""
+        return po_settings.PAUSED or cls.objects.filter(name="delivery", paused=True).exists()
+
+    @classmethod
+    def set_paused(cls, paused: bool, reason: str = "") -> None:
+        cls.objects.update_or_create(name="delivery", defaults={"paused": paused, "reason": reason})

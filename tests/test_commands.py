@@ -83,7 +83,7 @@ class SendQueuedMailTest(TestCase):
 
     def test_log_level_option(self):
         ScriptedBackend.errors = {"bad": RuntimeError("boom")}
-        with self.settings(POST_OFFICE={"BACKENDS": BACKENDS, "LOG_LEVEL": 2}):
+        with self.settings(POST_OFFICE={"BACKENDS": BACKENDS, "LOG_LEVEL": 2, "MAX_RETRIES": 0}):
             for level, expected in (("0", set()), ("1", {STATUS.failed}), ("2", {STATUS.sent, STATUS.failed})):
                 Email.objects.all().delete()
                 good = queue("good")

@@ -18,11 +18,12 @@ from post_office.models import PRIORITY, Email
 
 class DefaultsTest(TestCase):
     @override_settings(POST_OFFICE=None)
-    def test_defaults_match_django_post_office(self):
+    def test_defaults(self):
         self.assertEqual(po_settings.BATCH_SIZE, 100)
         self.assertEqual(po_settings.DEFAULT_PRIORITY, "medium")
         self.assertEqual(po_settings.LOG_LEVEL, 2)
-        self.assertEqual(po_settings.MAX_RETRIES, 0)
+        self.assertEqual(po_settings.MAX_RETRIES, 5)  # django-post_office: 0
+        self.assertEqual(po_settings.MAX_RETRY_INTERVAL, datetime.timedelta(hours=6))
         self.assertEqual(po_settings.RETRY_INTERVAL, datetime.timedelta(minutes=15))
         self.assertFalse(po_settings.MESSAGE_ID_ENABLED)
         self.assertEqual(po_settings.SENDING_ORDER, ["-priority"])
