@@ -24,7 +24,7 @@ from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Case, F, Prefetch, QuerySet, Value, When
+from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .conf import settings as po_settings
@@ -37,14 +37,21 @@ from .signals import email_failed, email_sent
 logger = logging.getLogger("post_office")
 
 #: Results are written once this many are waiting, or after FLUSH_SECONDS.
-FLUSH_EVERY = 25
-FLUSH_SECONDS = 0.25
+FLUSH_EVERY = 100
+FLUSH_SECONDS = 0.2
 
 
 @dataclass
 class Outcome:
     email: Email
     error: BaseException | None = None
+    #: The claim under which the attempt was made (None: the token passed to record()).
+    token: str | None = None
+
+
+def _with_token(outcome: Outcome, token: str) -> Outcome:
+    outcome.token = token
+    return outcome
 
 
 @dataclass
@@ -163,27 +170,16 @@ class Worker:
         return self.stats
 
     def run_pass(self) -> int:
-        """Claim and deliver batches until the queue is empty or a limit stops the run.
+        """Claim and deliver until the queue is empty or a limit stops the run.
 
+        Delivery is a pipeline: the next batch is claimed while the threads are
+        still sending the current one, so they never wait for the database.
         Returns how many emails this pass claimed.
         """
         assert self._executor is not None and self._pool is not None, "use 'with worker:'"
-        claimed_total = 0
         self.requeue_stale_leases()
         self.fail_expired()
-        while not self._limit_reached():
-            if DeliverySwitch.is_paused():
-                self.stats.stopped_because = "delivery is paused"
-                break
-            limit = self.batch_size
-            if self.max_emails is not None:
-                limit = min(limit, self.max_emails - self.stats.attempted)
-            token, emails = self.claim(limit)
-            if not emails:
-                break
-            claimed_total += len(emails)
-            self.deliver(token, emails)
-        return claimed_total
+        return self._pipeline()
 
     def _limit_reached(self) -> bool:
         stats = self.stats
@@ -293,41 +289,82 @@ class Worker:
 
     # -- delivering --------------------------------------------------------
 
-    def deliver(self, token: str, emails: list[Email]) -> None:
-        """Send a claimed batch on the thread pool, writing results as they come in.
-
-        When the run must stop (signal, limit, batch timeout), emails not yet
-        started are given back to the queue at once; those in flight finish and
-        are recorded.
-        """
+    def _pipeline(self) -> int:
         assert self._executor is not None and self._pool is not None
-        pool, throttle = self._pool, self.throttle
-        futures: dict[Future[Outcome], Email] = {
-            self._executor.submit(send_one, email, pool, throttle): email for email in emails
-        }
-        deadline = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
-        pending = set(futures)
+        executor, pool, throttle = self._executor, self._pool, self.throttle
+        # Claim more once fewer than this many emails are waiting or in flight.
+        low_water = max(2 * self.threads, self.batch_size // 2)
+        in_flight: dict[Future[Outcome], tuple[str, Email]] = {}
+        deadlines: dict[str, float] = {}
         buffer: list[Outcome] = []
         last_flush = time.monotonic()
-        while pending:
-            if time.monotonic() >= deadline:
-                logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
-                break
-            if self._limit_reached():
-                break
-            done, pending = wait(pending, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-            buffer.extend(future.result() for future in done)
-            if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
-                self.record(token, buffer)
+        claimed_total = 0
+        queue_empty = False
+        while True:
+            while not queue_empty and len(in_flight) < low_water and not self._limit_reached():
+                if DeliverySwitch.is_paused():
+                    self.stats.stopped_because = "delivery is paused"
+                    queue_empty = True
+                    break
+                limit = self.batch_size
+                if self.max_emails is not None:
+                    limit = min(limit, self.max_emails - self.stats.attempted - len(in_flight))
+                token, emails = self.claim(limit)
+                if not emails:
+                    queue_empty = True
+                    break
+                claimed_total += len(emails)
+                deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
+                for email in emails:
+                    in_flight[executor.submit(send_one, email, pool, throttle)] = (token, email)
+            if not in_flight:
+                if not any(outcome.error for outcome in buffer) or self._limit_reached():
+                    break
+                # A failure not yet written may be due again at once (a retry): write, then look again.
+                self.record(None, buffer)
                 buffer, last_flush = [], time.monotonic()
-        if pending:
-            not_started = [futures[f] for f in pending if f.cancel()]
-            self.release(token, not_started)
-            # Threads cannot be interrupted mid-send: wait for the ones in flight
-            # and record what they did (their lease guards the rows meanwhile).
-            in_flight = [f for f in pending if not f.cancelled()]
-            buffer.extend(f.result() for f in in_flight)
-        self.record(token, buffer)
+                queue_empty = False
+                continue
+            done, _running = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                token, _email = in_flight.pop(future)
+                buffer.append(_with_token(future.result(), token))
+            if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
+                self.record(None, buffer)
+                buffer, last_flush = [], time.monotonic()
+            overdue = {t for t, deadline in deadlines.items() if deadline <= time.monotonic()}
+            if overdue & {token for token, _email in in_flight.values()}:
+                logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
+                self._give_back(in_flight, buffer, only=overdue)
+            if self._limit_reached():
+                self._give_back(in_flight, buffer)
+        self.record(None, buffer)
+        return claimed_total
+
+    def _give_back(
+        self, in_flight: dict[Future[Outcome], tuple[str, Email]], buffer: list[Outcome], only: set[str] | None = None
+    ) -> None:
+        """Release emails not started yet; wait for the ones being sent and keep their outcomes.
+
+        Threads cannot be interrupted mid-send: the in-flight ones finish, and
+        their leases guard the rows meanwhile.
+        """
+        chosen = [f for f, (token, _email) in in_flight.items() if only is None or token in only]
+        unstarted: dict[str, list[Email]] = {}
+        for future in chosen:
+            token, email = in_flight.pop(future)
+            if future.cancel():
+                unstarted.setdefault(token, []).append(email)
+            else:
+                buffer.append(_with_token(future.result(), token))
+        for token, emails in unstarted.items():
+            self.release(token, emails)
+
+    def deliver(self, token: str, emails: list[Email]) -> None:
+        """Send emails claimed under ``token`` and record the results (one batch, no pipelining)."""
+        assert self._executor is not None and self._pool is not None
+        futures = [self._executor.submit(send_one, email, self._pool, self.throttle) for email in emails]
+        self.record(token, [future.result() for future in futures])
 
     def record(self, token: str | None, outcomes: list[Outcome]) -> None:
         """Write sent / requeued / failed statuses and Log rows for a chunk of attempts.
@@ -381,15 +418,15 @@ class Worker:
                     "attempt": email.number_of_retries + (0 if decision.retry else 1),
                 },
             )
-        claim = {"claimed_by": token, "status": STATUS.sending} if token else {}
+        tokens = {outcome.email.pk: outcome.token or token for outcome in outcomes}
         released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
         with transaction.atomic():
             if sent:
-                Email.objects.filter(id__in=[e.pk for e in sent], **claim).update(status=STATUS.sent, **released)
+                _still_claimed(sent, tokens).update(status=STATUS.sent, **released)
             if failed:
-                Email.objects.filter(id__in=[e.pk for e, _ in failed], **claim).update(status=STATUS.failed, **released)
+                _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
             if requeued:
-                Email.objects.filter(id__in=[e.pk for e, _ in requeued], **claim).update(
+                _still_claimed([e for e, _ in requeued], tokens).update(
                     status=STATUS.requeued,
                     number_of_retries=F("number_of_retries") + 1,
                     scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
@@ -403,6 +440,21 @@ class Worker:
         _send_signals(sent, failed, requeued)
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+
+def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QuerySet[Email]:
+    """These emails, where each is still held under the claim it was sent with.
+
+    A worker whose lease ran out (and whose email another worker took over)
+    matches nothing here, so it cannot overwrite the newer result.
+    """
+    by_token: dict[str | None, list[int]] = {}
+    for email in emails:
+        by_token.setdefault(tokens[email.pk], []).append(email.pk)
+    condition = Q()
+    for token, ids in by_token.items():
+        condition |= Q(id__in=ids, claimed_by=token, status=STATUS.sending) if token else Q(id__in=ids)
+    return Email.objects.filter(condition)
 
 
 def _send_signals(
