@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-postgres test-mysql test-django61 lint docs demo run migrations-check clean
+.PHONY: test test-postgres test-mysql test-django61 lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,20 @@ run: $(BIN)/.installed
 	$(BIN)/python manage.py ensure_demo_admin
 	@echo "Open http://127.0.0.1:8000/admin/ and log in as admin / admin"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The benchmark suite (not part of the tests; about 15 minutes). BENCH_ARGS e.g. "--n 10000 --db postgres".
+# django-post_office runs beside ours when .venv-dpo exists (make bench-dpo-setup).
+BENCH_ARGS ?=
+PY311 ?= python3.11
+bench: $(BIN)/.installed
+	./scripts/ensure-services postgres
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# django-post_office 3.12.0 in its own virtualenv: it has the same import name as this package.
+bench-dpo-setup:
+	test -x .venv-dpo/bin/python || $(PY311) -m venv .venv-dpo
+	.venv-dpo/bin/pip install -q --upgrade pip
+	.venv-dpo/bin/pip install -q 'django-post_office==3.12.0' 'Django>=5.2,<6' aiosmtpd 'psycopg[binary]'
 
 clean:
 	rm -rf $(VENV) $(VENV61) docs/_build example/*.sqlite3

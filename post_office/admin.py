@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from .models import STATUS, Attachment, Email, EmailTemplate, Log
+from .models import STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log, WorkerHeartbeat
 
 
 class LogInline(admin.TabularInline):
@@ -41,7 +41,10 @@ class EmailAdmin(admin.ModelAdmin):
     @admin.action(description=_("Requeue selected emails"))
     def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
         # An admin action is a POST, never a plain GET.
-        count = queryset.exclude(status=STATUS.sending).update(status=STATUS.queued, scheduled_time=None)
+        # Sent mail is not re-sent, and mail being sent stays with its worker.
+        count = queryset.exclude(status__in=(STATUS.sent, STATUS.sending)).update(
+            status=STATUS.queued, scheduled_time=None, number_of_retries=0, claimed_by="", lease_expires_at=None
+        )
         self.message_user(request, _("%d emails requeued.") % count)
 
 
@@ -97,3 +100,29 @@ class AttachmentAdmin(admin.ModelAdmin):
     list_display = ("name", "mimetype", "file", "created")
     search_fields = ("name",)
     raw_id_fields = ("emails",)
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by ``runmailer``; stale ones may be deleted."""
+
+    list_display = ("name", "hostname", "pid", "state", "last_seen", "started", "sent", "failed", "requeued")
+    list_filter = ("state", "hostname")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DeliverySwitch)
+class DeliverySwitchAdmin(admin.ModelAdmin):
+    """Pause delivery from the admin (the same switch as ``manage.py mail_delivery pause``)."""
+
+    list_display = ("name", "paused", "reason", "changed")
+    fields = ("paused", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # One switch: once it exists, it is edited, not added again.
+        return super().has_add_permission(request) and not DeliverySwitch.objects.filter(name="delivery").exists()

@@ -116,6 +116,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
 
+    try:
+        from .retry import check_error_handler
+
+        check_error_handler()
+    except ImproperlyConfigured as error:
+        errors.append(checks.Error(str(error), id="post_office.E010"))
+
     for key in ("LOG_LEVEL",):
         if raw.get(key, 2) not in (0, 1, 2):
             errors.append(

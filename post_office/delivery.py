@@ -31,7 +31,7 @@ from .conf import settings as po_settings
 from .connections import ConnectionPool
 from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, Log
 from .ratelimit import wait_for_slot
-from .retry import decide
+from .retry import check_error_handler, decide
 from .signals import email_failed, email_sent
 
 logger = logging.getLogger("post_office")
@@ -122,6 +122,8 @@ class Worker:
         self.throttle = po_settings.THROTTLE if throttle is None else throttle
         self.lease = timedelta(seconds=lease_seconds or po_settings.LEASE_SECONDS)
         self.on_progress = on_progress
+        # A bad ERROR_HANDLER path must fail now, not after emails were sent but before they are recorded.
+        check_error_handler()
         self.name = worker_name()
         self.stats = RunStats()
         self._stop = threading.Event()
@@ -137,7 +139,9 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            # After an error in the loop, emails not started yet are not sent unrecorded:
+            # they stay claimed and their lease returns them to the queue.
+            self._executor.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.close_all()
         self._executor = self._pool = None
@@ -181,16 +185,19 @@ class Worker:
         self.fail_expired()
         return self._pipeline()
 
-    def _limit_reached(self) -> bool:
+    def _limit_reached(self, unrecorded: list[Outcome] | None = None) -> bool:
+        """True when the run must stop; ``unrecorded`` outcomes (not yet written) count too."""
         stats = self.stats
+        pending = unrecorded or []
+        pending_failures = sum(1 for outcome in pending if outcome.error is not None)
         reason = ""
         if self.stopping:
             reason = "stop requested"
-        elif self.max_emails is not None and stats.attempted >= self.max_emails:
+        elif self.max_emails is not None and stats.attempted + len(pending) >= self.max_emails:
             reason = f"--max-emails {self.max_emails}"
-        elif self.max_sent is not None and stats.sent >= self.max_sent:
+        elif self.max_sent is not None and stats.sent + len(pending) - pending_failures >= self.max_sent:
             reason = f"MAX_BATCH {self.max_sent}"
-        elif self.max_failures is not None and stats.failed + stats.requeued >= self.max_failures:
+        elif self.max_failures is not None and stats.failed + stats.requeued + pending_failures >= self.max_failures:
             reason = f"MAX_DEFERRED {self.max_failures}"
         elif self.max_seconds is not None and stats.elapsed >= self.max_seconds:
             reason = f"--max-seconds {self.max_seconds:g}"
@@ -201,6 +208,8 @@ class Worker:
     def deliver_ids(self, ids: Iterable[int]) -> RunStats:
         """Claim these emails (if still queued) and deliver them now, in this thread."""
         ids = list(ids)
+        if DeliverySwitch.is_paused():
+            return self.stats  # they stay queued; a worker sends them once delivery resumes
         token, emails = self.claim(len(ids), ids=ids)
         pool = ConnectionPool()
         try:
@@ -294,55 +303,82 @@ class Worker:
         executor, pool, throttle = self._executor, self._pool, self.throttle
         # Claim more once fewer than this many emails are waiting or in flight.
         low_water = max(2 * self.threads, self.batch_size // 2)
-        in_flight: dict[Future[Outcome], tuple[str, Email]] = {}
+        in_flight: dict[Future[Outcome | None], tuple[str, Email]] = {}
         deadlines: dict[str, float] = {}
         buffer: list[Outcome] = []
         last_flush = time.monotonic()
         claimed_total = 0
         queue_empty = False
-        while True:
-            while not queue_empty and len(in_flight) < low_water and not self._limit_reached():
-                if DeliverySwitch.is_paused():
-                    self.stats.stopped_because = "delivery is paused"
-                    queue_empty = True
-                    break
-                limit = self.batch_size
-                if self.max_emails is not None:
-                    limit = min(limit, self.max_emails - self.stats.attempted - len(in_flight))
-                token, emails = self.claim(limit)
-                if not emails:
-                    queue_empty = True
-                    break
-                claimed_total += len(emails)
-                deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
-                for email in emails:
-                    in_flight[executor.submit(send_one, email, pool, throttle)] = (token, email)
-            if not in_flight:
-                if not any(outcome.error for outcome in buffer) or self._limit_reached():
-                    break
-                # A failure not yet written may be due again at once (a retry): write, then look again.
-                self.record(None, buffer)
-                buffer, last_flush = [], time.monotonic()
-                queue_empty = False
-                continue
-            done, _running = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                token, _email = in_flight.pop(future)
-                buffer.append(_with_token(future.result(), token))
-            if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
-                self.record(None, buffer)
-                buffer, last_flush = [], time.monotonic()
-            overdue = {t for t, deadline in deadlines.items() if deadline <= time.monotonic()}
-            if overdue & {token for token, _email in in_flight.values()}:
-                logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
-                self._give_back(in_flight, buffer, only=overdue)
-            if self._limit_reached():
-                self._give_back(in_flight, buffer)
+        brake = _Brake(self)
+        try:
+            while True:
+                while not queue_empty and len(in_flight) < low_water and not self._limit_reached(buffer):
+                    if DeliverySwitch.is_paused():
+                        self.stats.stopped_because = "delivery is paused"
+                        queue_empty = True
+                        break
+                    limit = self._claim_limit(buffer, len(in_flight))
+                    if limit <= 0:
+                        break  # emails in flight may still fail and leave room for more
+                    token, emails = self.claim(limit)
+                    if not emails:
+                        queue_empty = True
+                        break
+                    claimed_total += len(emails)
+                    deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
+                    for email in emails:
+                        in_flight[executor.submit(_send_unless_braked, brake, email, pool, throttle)] = (token, email)
+                if not in_flight:
+                    if not any(outcome.error for outcome in buffer) or self._limit_reached(buffer):
+                        break
+                    # A failure not yet written may be due again at once (a retry): write, then look again.
+                    self.record(None, buffer)
+                    buffer, last_flush = [], time.monotonic()
+                    queue_empty = False
+                    continue
+                done, _running = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+                skipped: dict[str, list[Email]] = {}
+                for future in done:
+                    token, email = in_flight.pop(future)
+                    _collect(future, token, email, buffer, skipped)
+                for token, emails in skipped.items():
+                    self.release(token, emails)
+                if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
+                    if any(outcome.error for outcome in buffer):
+                        queue_empty = False  # a requeued email may be due again at once: look again
+                    self.record(None, buffer)
+                    buffer, last_flush = [], time.monotonic()
+                overdue = {t for t, deadline in deadlines.items() if deadline <= time.monotonic()}
+                if overdue & {token for token, _email in in_flight.values()}:
+                    logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
+                    self._give_back(in_flight, buffer, only=overdue)
+                if self._limit_reached(buffer):
+                    self._give_back(in_flight, buffer)
+        except BaseException:
+            # A database error (or a signal) mid-pass: emails not started yet must not
+            # go out unrecorded; they stay claimed and their lease returns them.
+            for future in in_flight:
+                future.cancel()
+            raise
         self.record(None, buffer)
         return claimed_total
 
+    def _claim_limit(self, unrecorded: list[Outcome], in_flight: int) -> int:
+        """How many emails the next claim may take without overshooting --max-emails or MAX_BATCH."""
+        limit = self.batch_size
+        if self.max_emails is not None:
+            limit = min(limit, self.max_emails - self.stats.attempted - len(unrecorded) - in_flight)
+        if self.max_sent is not None:
+            # Every email in flight may still be sent: claim only what could be sent within the limit.
+            unrecorded_sent = sum(1 for outcome in unrecorded if outcome.error is None)
+            limit = min(limit, self.max_sent - self.stats.sent - unrecorded_sent - in_flight)
+        return limit
+
     def _give_back(
-        self, in_flight: dict[Future[Outcome], tuple[str, Email]], buffer: list[Outcome], only: set[str] | None = None
+        self,
+        in_flight: dict[Future[Outcome | None], tuple[str, Email]],
+        buffer: list[Outcome],
+        only: set[str] | None = None,
     ) -> None:
         """Release emails not started yet; wait for the ones being sent and keep their outcomes.
 
@@ -356,7 +392,7 @@ class Worker:
             if future.cancel():
                 unstarted.setdefault(token, []).append(email)
             else:
-                buffer.append(_with_token(future.result(), token))
+                _collect(future, token, email, buffer, unstarted)
         for token, emails in unstarted.items():
             self.release(token, emails)
 
@@ -402,7 +438,7 @@ class Worker:
                         email_id=email.pk,
                         status=STATUS.failed,
                         exception_type=type(error).__name__,
-                        message=str(error)[:10000],
+                        message=_describe(error)[:10000],
                     )
                 )
             logger.warning(
@@ -410,7 +446,7 @@ class Worker:
                 email.pk,
                 decision.kind.value,
                 "will retry" if decision.retry else "not retried",
-                error,
+                _describe(error),
                 extra={
                     "email_id": email.pk,
                     "error_kind": decision.kind.value,
@@ -442,6 +478,53 @@ class Worker:
             self.on_progress(self.stats)
 
 
+class _Brake:
+    """Keeps delivery threads from starting more emails once the run must stop.
+
+    The main loop learns of results only when it wakes up, and an unreachable
+    server fails each attempt in microseconds: without this, a whole claimed
+    batch would be attempted before MAX_DEFERRED, --max-seconds or a stop
+    request is noticed.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._lock = threading.Lock()
+        limit = worker.max_failures
+        self._failures_left = None if limit is None else limit - worker.stats.failed - worker.stats.requeued
+
+    def engaged(self) -> bool:
+        worker = self._worker
+        if worker.stopping or (self._failures_left is not None and self._failures_left <= 0):
+            return True
+        return worker.max_seconds is not None and worker.stats.elapsed >= worker.max_seconds
+
+    def note(self, outcome: Outcome) -> None:
+        if outcome.error is not None and self._failures_left is not None:
+            with self._lock:
+                self._failures_left -= 1
+
+
+def _send_unless_braked(brake: _Brake, email: Email, pool: ConnectionPool, throttle: float) -> Outcome | None:
+    """``send_one``, or None (not attempted) when the run must stop."""
+    if brake.engaged():
+        return None
+    outcome = send_one(email, pool, throttle)
+    brake.note(outcome)
+    return outcome
+
+
+def _collect(
+    future: Future[Outcome | None], token: str, email: Email, buffer: list[Outcome], skipped: dict[str, list[Email]]
+) -> None:
+    """Keep a finished attempt's outcome, or note the email as never attempted (to be released)."""
+    outcome = future.result()
+    if outcome is None:
+        skipped.setdefault(token, []).append(email)
+    else:
+        buffer.append(_with_token(outcome, token))
+
+
 def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QuerySet[Email]:
     """These emails, where each is still held under the claim it was sent with.
 
@@ -462,12 +545,21 @@ def _send_signals(
 ) -> None:
     if sent and email_sent.has_listeners(Email):
         for email in sent:
-            email_sent.send(sender=Email, email=email)
+            _notify(email_sent, email=email)
     if (failed or requeued) and email_failed.has_listeners(Email):
         for email, error in failed:
-            email_failed.send(sender=Email, email=email, exception=error, will_retry=False)
+            _notify(email_failed, email=email, exception=error, will_retry=False)
         for email, error in requeued:
-            email_failed.send(sender=Email, email=email, exception=error, will_retry=True)
+            _notify(email_failed, email=email, exception=error, will_retry=True)
+
+
+def _notify(signal: Any, **kwargs: Any) -> None:
+    # The results are already written: a failing receiver is logged and must not stop delivery.
+    for receiver, result in signal.send_robust(sender=Email, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "Signal receiver %r failed for email %s: %s", receiver, kwargs["email"].pk, result, exc_info=result
+            )
 
 
 def _attachments_in_link_order() -> QuerySet[Attachment]:
@@ -481,6 +573,17 @@ def _attachments_in_link_order() -> QuerySet[Attachment]:
     return Attachment.objects.extra(order_by=[f"{link_table}.id"])  # noqa: S610 - fixed table name, no input
 
 
+def _describe(error: BaseException) -> str:
+    """The error's text for a Log row: never raises, and storable in every database."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not stop the chunk from being recorded
+        text = f"<unprintable {type(error).__name__}>"
+    # PostgreSQL text columns cannot hold NUL characters; one in a backend's
+    # error would make the whole chunk's write fail.
+    return text.replace("\x00", "\\x00")
+
+
 def send_one(email: Email, pool: ConnectionPool, throttle: float = 0) -> Outcome:
     """Build and send one email on a pooled connection; never raises."""
     alias = email.backend_alias or "default"
@@ -489,7 +592,11 @@ def send_one(email: Email, pool: ConnectionPool, throttle: float = 0) -> Outcome
         wait_for_slot(alias)
         with pool.connection(alias) as connection:
             connection.send_messages([message])
-    except Exception as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch
+        # BaseException too: e.g. asyncio.CancelledError from a backend's async client
+        # would otherwise escape the thread and stop the run with its chunk unrecorded.
         return Outcome(email, error)
     finally:
         if throttle:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import logging
 import random
 import smtplib
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from django.utils.module_loading import import_string
 
 from .conf import settings as po_settings
 from .exceptions import PostOfficeError
+
+logger = logging.getLogger("post_office")
 
 
 class ErrorKind(enum.Enum):
@@ -46,6 +49,10 @@ def classify(error: BaseException) -> ErrorKind:
         codes = [code for code, _msg in error.recipients.values()]
         permanent = bool(codes) and all(500 <= code < 600 for code in codes)
         return ErrorKind.PERMANENT if permanent else ErrorKind.TRANSIENT
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        # Wrong credentials are the sender's configuration, not the email: once they
+        # are fixed the email can go, so it waits in the queue.
+        return ErrorKind.TRANSIENT
     if isinstance(error, smtplib.SMTPResponseException):
         return ErrorKind.PERMANENT if 500 <= error.smtp_code < 600 else ErrorKind.TRANSIENT
     if isinstance(error, PERMANENT_ERRORS):
@@ -70,13 +77,25 @@ def _handler() -> Callable[[Any, BaseException], Any] | None:
         raise ImproperlyConfigured(f"POST_OFFICE['ERROR_HANDLER']: could not import {path!r}: {error}") from error
 
 
+def check_error_handler() -> None:
+    """Raise ImproperlyConfigured now if ERROR_HANDLER cannot be imported (before any email is sent)."""
+    _handler()
+
+
 def classify_for(email: Any, error: BaseException) -> ErrorKind:
     """Classify with the configured hook; it may return 'permanent', 'transient' or None (default)."""
     handler = _handler()
     if handler is not None:
-        verdict = handler(email, error)
-        if verdict is not None:
-            return ErrorKind(getattr(verdict, "value", verdict))
+        try:
+            verdict = handler(email, error)
+            if verdict is not None:
+                return ErrorKind(getattr(verdict, "value", verdict))
+        except Exception:  # noqa: BLE001 - a bug in the hook must not lose the results written with this one
+            logger.exception(
+                "POST_OFFICE['ERROR_HANDLER'] %r failed for email %s; using the default classification",
+                po_settings.ERROR_HANDLER,
+                getattr(email, "pk", None),
+            )
     return classify(error)
 
 

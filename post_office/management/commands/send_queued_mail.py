@@ -19,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("-l", "--log-level", type=int, choices=(0, 1, 2), help="Override POST_OFFICE['LOG_LEVEL'].")
         parser.add_argument("--batch-size", type=int, help="Emails claimed at once (default BATCH_SIZE).")
         parser.add_argument("--max-emails", type=int, help="Stop after attempting this many emails.")
+        parser.add_argument("--max-seconds", type=float, help="Claim no more emails after this many seconds.")
         parser.add_argument("--progress", action="store_true", help="Show a progress line while sending.")
         # django-post_office's cron lines pass a lock file; claims in the database make it unnecessary.
         parser.add_argument("-L", "--lockfile", help="Accepted for compatibility and ignored: no lock file is used.")
@@ -30,6 +31,8 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         if options["max_emails"] is not None and options["max_emails"] < 0:
             raise CommandError("--max-emails must be zero or more")
+        if options["max_seconds"] is not None and options["max_seconds"] < 0:
+            raise CommandError("--max-seconds must be zero or more")
         if options["verbosity"] >= 2:
             logging.getLogger("post_office").setLevel(logging.DEBUG)
         progress = self._progress if options["progress"] else None
@@ -38,6 +41,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             log_level=options["log_level"],
             max_emails=options["max_emails"],
+            max_seconds=options["max_seconds"],
             on_progress=progress,
         )
         if progress:
