@@ -138,3 +138,13 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"post_office": {"handlers": ["null"], "propagate": False}},
 }
+
+# Knobs for worker subprocesses started by tests (tests/test_faults.py): a short
+# lease so a killed worker's claims expire quickly, and a known thread count.
+_knobs: dict[str, object] = {}
+if os.environ.get("POST_OFFICE_TEST_LEASE_SECONDS"):
+    _knobs["LEASE_SECONDS"] = float(os.environ["POST_OFFICE_TEST_LEASE_SECONDS"])
+if os.environ.get("POST_OFFICE_TEST_THREADS"):
+    _knobs["THREADS_PER_PROCESS"] = int(os.environ["POST_OFFICE_TEST_THREADS"])
+if _knobs:
+    POST_OFFICE = {**POST_OFFICE, **_knobs}  # type: ignore[dict-item]
