@@ -69,6 +69,8 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DEMO_DB_PATH") or str(BASE_DIR / "db.sqlite3"),
+        # Several workers on SQLite: take the write lock when a transaction begins.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
 

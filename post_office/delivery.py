@@ -396,12 +396,6 @@ class Worker:
         for token, emails in unstarted.items():
             self.release(token, emails)
 
-    def deliver(self, token: str, emails: list[Email]) -> None:
-        """Send emails claimed under ``token`` and record the results (one batch, no pipelining)."""
-        assert self._executor is not None and self._pool is not None
-        futures = [self._executor.submit(send_one, email, self._pool, self.throttle) for email in emails]
-        self.record(token, [future.result() for future in futures])
-
     def record(self, token: str | None, outcomes: list[Outcome]) -> None:
         """Write sent / requeued / failed statuses and Log rows for a chunk of attempts.
 

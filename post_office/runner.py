@@ -219,7 +219,10 @@ class Runner:
 
     def _announce_stopping(self) -> None:
         try:
-            WorkerHeartbeat.objects.filter(name=self.worker.name).update(state="stopping", last_seen=timezone.now())
+            # Never over the final state, should this thread be late.
+            WorkerHeartbeat.objects.filter(name=self.worker.name).exclude(state__in=("stopped", "crashed")).update(
+                state="stopping", last_seen=timezone.now()
+            )
         except DB_ERRORS as error:
             logger.warning("Could not write the heartbeat: %s", error)
         finally:
@@ -433,17 +436,18 @@ class Runner:
         # (A wait may end a hair before the beat is due: that counts as due.)
         if not force and state == self._state and time.monotonic() < self._next_beat - 0.05:
             return
-        WorkerHeartbeat.objects.update_or_create(
-            name=self.worker.name,
-            defaults={
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "started": self.started,
-                "last_seen": timezone.now(),
-                "state": state,
-                **self._counters(),
-            },
-        )
+        values = {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": self.started,
+            "last_seen": timezone.now(),
+            "state": state,
+            **self._counters(),
+        }
+        # A plain UPDATE first (no read-then-write transaction, which SQLite
+        # refuses at once while another process writes); the row exists after the first beat.
+        if not WorkerHeartbeat.objects.filter(name=self.worker.name).update(**values):
+            WorkerHeartbeat.objects.create(name=self.worker.name, **values)
         self._state = state
         self._next_beat = time.monotonic() + self.heartbeat_interval
 

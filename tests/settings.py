@@ -83,6 +83,9 @@ elif _DB == "sqlite":
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("POST_OFFICE_DB_NAME", os.path.join(tempfile.gettempdir(), "post_office.sqlite3")),
+            # Concurrent workers: take the write lock at BEGIN, so a transaction that
+            # reads first waits for it instead of failing with "database is locked".
+            "OPTIONS": {"transaction_mode": "IMMEDIATE"},
             # A file (not :memory:) so subprocess workers can share it.
             "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"post_office_test_{os.getpid()}.sqlite3")},
         }
