@@ -10,7 +10,10 @@ from __future__ import annotations
 import email.message
 import mimetypes
 import re
+import secrets
+import sys
 from dataclasses import dataclass, field
+from email._policybase import Compat32
 from email.mime.base import MIMEBase
 from typing import Any
 
@@ -128,6 +131,51 @@ def fields_from_message(message: EmailMessage) -> MessageFields:
     )
 
 
+class _FastCompat32(Compat32):
+    """compat32 header folding with a shortcut for short printable ASCII headers.
+
+    Such a header folds to itself (``name: value``); the general algorithm
+    (``email.header.Header``) costs about a tenth of a millisecond per header
+    to find that out, which adds up at hundreds of emails per second.
+    tests/test_mime.py checks the shortcut against the general algorithm.
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        limit = self.max_line_length
+        if (
+            isinstance(value, str)
+            and limit is not None
+            and len(name) + len(value) + 2 <= limit
+            and _SIMPLE_HEADER.match(value)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_SIMPLE_HEADER = re.compile(r"[\t\x20-\x7e]*\Z")
+_FAST_COMPAT32 = _FastCompat32()
+
+
+class QueuedMessage(EmailMultiAlternatives):
+    """The Django message delivery sends; serialises faster, byte for byte the same.
+
+    Two costs of the standard library are avoided: a multipart boundary is set
+    up front (a random token, as the generator would pick it, without it
+    compiling a regular expression for every message to check the boundary is
+    unused), and on Django 5.2 short ASCII headers skip the general folding code.
+    """
+
+    def message(self, *args: Any, **kwargs: Any) -> Any:
+        msg = super().message(*args, **kwargs)
+        for part in msg.walk():
+            if part.is_multipart() and part.get_boundary() is None:
+                # The generator's own format: 15 '=', 19 random digits, '=='.
+                part.set_boundary(f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}==")
+        if isinstance(msg.policy, Compat32) and type(msg.policy) is Compat32:
+            msg.policy = _FAST_COMPAT32.clone(linesep=msg.policy.linesep, max_line_length=msg.policy.max_line_length)
+        return msg
+
+
 def build_message(email_obj: Any) -> EmailMessage:
     """Build the Django message for a stored email, rendering it first if needed."""
     subject, body, html = email_obj.subject, email_obj.message, email_obj.html_message
@@ -150,7 +198,7 @@ def build_message(email_obj: Any) -> EmailMessage:
     if email_obj.message_id and not any(k.lower() == "message-id" for k in headers):
         headers["Message-ID"] = email_obj.message_id
 
-    message = EmailMultiAlternatives(
+    message = QueuedMessage(
         subject=subject, body=body or html, from_email=email_obj.from_email, to=to, cc=cc, bcc=bcc, headers=headers
     )
     if body and html:
