@@ -149,7 +149,7 @@ class _FastCompat32(Compat32):
             and _SIMPLE_HEADER.match(value)
         ):
             return f"{name}: {value}{self.linesep}"
-        return super()._fold(name, value, sanitize)
+        return super()._fold(name, value, sanitize)  # type: ignore[misc]  # private in typeshed, public in CPython
 
 
 _SIMPLE_HEADER = re.compile(r"[\t\x20-\x7e]*\Z")
