@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from .conf import settings as po_settings
 from .connections import ConnectionPool
-from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, Log
+from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log
 from .ratelimit import wait_for_slot
 from .retry import check_error_handler, decide
 from .signals import email_failed, email_sent
@@ -282,10 +282,10 @@ class Worker:
             Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
         emails = list(
             Email.objects.filter(status=STATUS.sending, claimed_by=token)
-            .select_related("template")
             .prefetch_related(Prefetch("attachments", queryset=_attachments_in_link_order()))
             .in_sending_order()
         )
+        _load_templates_to_render(emails)
         return token, emails
 
     def release(self, token: str, emails: Iterable[Email]) -> None:
@@ -554,6 +554,21 @@ def _notify(signal: Any, **kwargs: Any) -> None:
             logger.error(
                 "Signal receiver %r failed for email %s: %s", receiver, kwargs["email"].pk, result, exc_info=result
             )
+
+
+def _load_templates_to_render(emails: list[Email]) -> None:
+    """Fetch, in one query, the templates of emails rendered at delivery (render_on_delivery).
+
+    Cheaper than joining the template table for every claimed email: most were
+    rendered when they were queued and never need their template again.
+    """
+    wanted = {email.template_id for email in emails if email.context is not None and email.template_id is not None}
+    if not wanted:
+        return
+    templates = EmailTemplate.objects.in_bulk(wanted)
+    for email in emails:
+        if email.template_id in wanted and email.context is not None:
+            email.template = templates.get(email.template_id)
 
 
 def _attachments_in_link_order() -> QuerySet[Attachment]:
