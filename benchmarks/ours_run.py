@@ -1,0 +1,304 @@
+"""One benchmark scenario of this package, in a fresh process (benchmarks/run.py starts it).
+
+    BENCH_DB=postgres BENCH_DB_NAME=po_bench_x python benchmarks/ours_run.py deliver --out result.json
+
+The database and backend come from the environment (see benchmarks/settings.py).
+Each scenario writes one JSON object to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.db.models import Count  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from benchmarks.harness import (  # noqa: E402
+    TEMPLATE,
+    QueryCounter,
+    cpu_seconds,
+    email_kwargs,
+    rss_kib,
+    template_kwargs,
+    write_json,
+)
+from post_office import mail  # noqa: E402
+from post_office.conf import settings as po_settings  # noqa: E402
+from post_office.delivery import RunStats, Worker  # noqa: E402
+from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate  # noqa: E402
+from post_office.workers import run_processes  # noqa: E402
+
+queries = QueryCounter().install()
+
+
+def scenario_migrate(args: argparse.Namespace) -> dict[str, object]:
+    call_command("migrate", verbosity=0, interactive=False)
+    EmailTemplate.objects.create(**TEMPLATE)
+    return {}
+
+
+def scenario_queue(args: argparse.Namespace) -> dict[str, object]:
+    """Fill the queue (setup, not measured): send_many in chunks of 500."""
+    for start in range(0, args.n, 500):
+        mail.send_many([email_kwargs(seq) for seq in range(start, min(args.n, start + 500))])
+    return {"queued": Email.objects.filter(status=STATUS.queued).count()}
+
+
+def _timed(run, n: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    queries.start()
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    count = queries.stop()
+    return {
+        "n": n,
+        "elapsed": elapsed,
+        "rate": n / elapsed,
+        "cpu_us_per_email": cpu / n * 1e6,
+        "queries": count,
+        "queries_per_email": count / n,
+    }
+
+
+def scenario_enqueue_send(args: argparse.Namespace) -> dict[str, object]:
+    """mail.send() in a loop, each in its own transaction (autocommit), as a web request would."""
+    items = [email_kwargs(seq) for seq in range(args.n)]
+
+    def run() -> None:
+        for kwargs in items:
+            mail.send(**kwargs)
+
+    def run_atomic() -> None:
+        # The library's own cost, without a commit (and its fsync) per email.
+        with transaction.atomic():
+            run()
+
+    result = _timed(run_atomic if args.atomic else run, args.n)
+    result["stored"] = Email.objects.count()
+    result["atomic"] = args.atomic
+    return result
+
+
+def scenario_enqueue_send_many(args: argparse.Namespace) -> dict[str, object]:
+    """mail.send_many() with a database template and a context per email, in chunks."""
+    chunks = [
+        [template_kwargs(seq) for seq in range(start, min(args.n, start + args.chunk))]
+        for start in range(0, args.n, args.chunk)
+    ]
+
+    def run() -> None:
+        for chunk in chunks:
+            mail.send_many(chunk)
+
+    result = _timed(run, args.n)
+    result["stored"] = Email.objects.count()
+    result["chunk"] = args.chunk
+    return result
+
+
+def scenario_deliver(args: argparse.Namespace) -> dict[str, object]:
+    """Deliver the whole queue: Worker().run() in this process, or run_processes (send_queued_mail -p N)."""
+    expected = Email.objects.filter(status=STATUS.queued).count()
+    threads = args.threads or po_settings.THREADS_PER_PROCESS
+    peak_sampled = 0
+
+    def sample(stats: RunStats) -> None:
+        nonlocal peak_sampled
+        peak_sampled = max(peak_sampled, rss_kib()["VmRSS"])
+
+    baseline = rss_kib()
+    queries.start()
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    if args.processes > 1:
+        stats = run_processes(processes=args.processes, threads=threads)
+    else:
+        stats = Worker(threads=threads, on_progress=sample).run()
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    count = queries.stop()
+    after = rss_kib()
+    by_status = dict(Email.objects.values_list("status").annotate(n=Count("id")).order_by())
+    batches = -(-expected // po_settings.BATCH_SIZE)
+    return {
+        "n": expected,
+        "elapsed": elapsed,
+        "rate": expected / elapsed,
+        "cpu_us_per_email": cpu / expected * 1e6 if expected else None,
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "requeued": stats.requeued,
+        "status_counts": {STATUS(k).name: v for k, v in by_status.items()},
+        "threads": threads,
+        "processes": args.processes,
+        "max_connections": po_settings.max_connections("default") or threads,
+        "batch_size": po_settings.BATCH_SIZE,
+        # With -p N the children's queries are not visible here (see RESULTS.md).
+        "queries": count if args.processes <= 1 else None,
+        "queries_per_email": count / expected if args.processes <= 1 and expected else None,
+        "queries_per_batch": count / batches if args.processes <= 1 and batches else None,
+        "rss_baseline_kib": baseline["VmRSS"],
+        "rss_peak_kib": after["VmHWM"],
+        "rss_peak_sampled_kib": peak_sampled,
+        "rss_growth_kib": after["VmHWM"] - baseline["VmRSS"],
+    }
+
+
+def insert_rows(count: int, queued: bool = False) -> None:
+    """Insert ``count`` finished emails (90% sent, 10% failed), or queued ones, in one SQL statement.
+
+    PostgreSQL generates them with generate_series, SQLite with a recursive CTE;
+    columns not named here get their model default.
+    """
+    postgres = connection.vendor == "postgresql"
+    quote = connection.ops.quote_name
+    # '%%' because the statement has parameters.
+    created = (
+        "now() - interval '120 days' + x * interval '1 second'"
+        if postgres
+        else "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-120 days', '+' || x || ' seconds')"
+    )
+    expressions = {
+        "to": "jsonb_build_array('old' || x || '@example.com')"
+        if postgres
+        else "json_array('old' || x || '@example.com')",
+        "subject": "'Old email ' || x",
+        "status": f"{STATUS.queued:d}" if queued else "CASE WHEN x %% 10 = 0 THEN 1 ELSE 0 END",
+        "created": created,
+        "last_updated": created,
+    }
+    constants = {
+        "from_email": "Benchmarks <bench@example.com>",
+        "message": "An email that was delivered long ago. " * 4,
+        "headers": {"X-Old": "1"},
+    }
+    columns, selects, params = [], [], []
+    for model_field in Email._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        columns.append(quote(model_field.column))
+        if model_field.name in expressions:
+            selects.append(expressions[model_field.name])
+            continue
+        if model_field.name in constants:
+            value = constants[model_field.name]
+        else:
+            value = model_field.get_default()  # '' for text columns without a default
+        selects.append("%s")
+        params.append(model_field.get_db_prep_save(value, connection))
+    table = quote(Email._meta.db_table)
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(selects)}"
+    with connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(f"{insert} FROM generate_series(1, %s) AS s(x)", [*params, count])
+        else:
+            cursor.execute(
+                f"WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < %s) {insert} FROM seq",
+                [count, *params],
+            )
+
+
+def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
+    """Time Worker.claim(BATCH_SIZE) with ``--old`` finished emails (and ``--backlog`` more queued) in the table."""
+    started = time.perf_counter()
+    insert_rows(args.old)
+    if args.backlog:
+        insert_rows(args.backlog, queued=True)
+    for start in range(0, args.queued, 500):
+        mail.send_many([email_kwargs(seq) for seq in range(start, min(args.queued, start + 500))])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # What autovacuum would have done by the time a table holds this many old rows.
+            cursor.execute("VACUUM ANALYZE post_office_email")
+    setup = time.perf_counter() - started
+
+    worker = Worker()
+    batch = po_settings.BATCH_SIZE
+    token, emails = worker.claim(batch)  # warm the caches
+    worker.release(token, emails)
+    claims, pass_starts, counts = [], [], []
+    for _ in range(args.reps):
+        queries.start()
+        t0 = time.perf_counter()
+        token, emails = worker.claim(batch)
+        claims.append(time.perf_counter() - t0)
+        counts.append(queries.stop())
+        assert len(emails) == batch, len(emails)
+        worker.release(token, emails)
+        # What run_pass does before claiming, and once per batch.
+        t0 = time.perf_counter()
+        worker.requeue_stale_leases()
+        worker.fail_expired()
+        DeliverySwitch.is_paused()
+        pass_starts.append(time.perf_counter() - t0)
+    now = timezone.now()
+    candidates = Email.objects.due(now).in_sending_order().values_list("id", flat=True)[:batch]
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            plan = candidates.select_for_update(skip_locked=True).explain(analyze=True)
+        else:
+            plan = candidates.explain()
+    return {
+        "old_rows": args.old,
+        "backlog": args.backlog,
+        "queued": args.queued,
+        "batch_size": batch,
+        "setup_seconds": setup,
+        "claim_median": statistics.median(claims),
+        "claim_mean": statistics.fmean(claims),
+        "claim_min": min(claims),
+        "claim_queries": counts[-1],
+        "pass_start_median": statistics.median(pass_starts),
+        "plan": plan,
+        "total_rows": Email.objects.count(),
+    }
+
+
+SCENARIOS = {
+    "migrate": scenario_migrate,
+    "queue": scenario_queue,
+    "enqueue_send": scenario_enqueue_send,
+    "enqueue_send_many": scenario_enqueue_send_many,
+    "deliver": scenario_deliver,
+    "claim": scenario_claim,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=0, help="delivery threads (0: THREADS_PER_PROCESS)")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--atomic", action="store_true", help="enqueue_send: the whole loop in one transaction")
+    parser.add_argument("--old", type=int, default=1000, help="claim: finished emails in the table")
+    parser.add_argument("--queued", type=int, default=2000, help="claim: queued emails")
+    parser.add_argument("--backlog", type=int, default=0, help="claim: more queued emails, inserted in bulk")
+    parser.add_argument("--reps", type=int, default=30, help="claim: repetitions")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    result = SCENARIOS[args.scenario](args)
+    result.update({"package": "ours", "scenario": args.scenario, "db": connection.vendor})
+    write_json(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
