@@ -24,7 +24,7 @@ from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .conf import settings as po_settings
@@ -280,11 +280,8 @@ class Worker:
             # lock, so two workers cannot both take the same row.
             subquery = candidates.values("id")[:limit]
             Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
-        emails = list(
-            Email.objects.filter(status=STATUS.sending, claimed_by=token)
-            .prefetch_related(Prefetch("attachments", queryset=_attachments_in_link_order()))
-            .in_sending_order()
-        )
+        emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+        _load_attachments(emails)
         _load_templates_to_render(emails)
         return token, emails
 
@@ -571,15 +568,26 @@ def _load_templates_to_render(emails: list[Email]) -> None:
             email.template = templates.get(email.template_id)
 
 
-def _attachments_in_link_order() -> QuerySet[Attachment]:
-    """Attachments in the order each email was given them (the link table's order).
+def _load_attachments(emails: list[Email]) -> None:
+    """Give each claimed email its attachments, in the order they were attached.
 
-    Attachment rows are shared between emails, so their own ids do not follow
-    any one email's order. The prefetch query joins the link table under its
-    own name, which is what this ordering refers to.
+    One query on the link table (plus one for the attachments, when there are
+    any) instead of Django's prefetch, which builds a related manager and a
+    queryset for every email even when none has an attachment. Attachment rows
+    are shared between emails, so the link table's order is each email's own.
     """
-    link_table = Attachment.emails.through._meta.db_table
-    return Attachment.objects.extra(order_by=[f"{link_table}.id"])  # noqa: S610 - fixed table name, no input
+    link = Attachment.emails.through
+    pairs = list(
+        link.objects.filter(email_id__in=[email.pk for email in emails])
+        .order_by("id")
+        .values_list("email_id", "attachment_id")
+    )
+    rows = Attachment.objects.in_bulk({attachment_id for _email_id, attachment_id in pairs}) if pairs else {}
+    per_email: dict[int, list[Attachment]] = {}
+    for email_id, attachment_id in pairs:
+        per_email.setdefault(email_id, []).append(rows[attachment_id])
+    for email in emails:
+        email.loaded_attachments = per_email.get(email.pk, [])
 
 
 def _describe(error: BaseException) -> str:

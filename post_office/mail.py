@@ -289,13 +289,16 @@ def _persist(prepared: list[_Prepared], log_level: int | None = None) -> None:
     if not prepared:
         return
     emails = [item.email for item in prepared]
-    with transaction.atomic():
-        if len(emails) == 1:
-            emails[0].save()
-        else:
-            Email.objects.bulk_create(emails)
-        store_attachments([(item.email, item.attachments) for item in prepared if item.attachments])
+    with_attachments = [(item.email, item.attachments) for item in prepared if item.attachments]
+    if len(emails) == 1 and not with_attachments:
+        # One INSERT is atomic by itself: no savepoint round trips for the common case.
+        emails[0].save()
         notify_queued()
+    else:
+        with transaction.atomic():
+            Email.objects.bulk_create(emails)
+            store_attachments(with_attachments)
+            notify_queued()
     transaction.on_commit(lambda: _after_commit(emails, log_level))
 
 

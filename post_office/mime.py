@@ -215,6 +215,9 @@ def build_message(email_obj: Any) -> EmailMessage:
 def _attachments_of(email_obj: Any) -> list[Any]:
     if email_obj.pk is None:
         return []
+    loaded = getattr(email_obj, "loaded_attachments", None)  # set by the delivery worker's claim
+    if loaded is not None:
+        return list(loaded)
     cache = getattr(email_obj, "_prefetched_objects_cache", {})
     if "attachments" in cache:
         return list(cache["attachments"])

@@ -109,6 +109,9 @@ class Email(models.Model):
 
     objects = EmailQuerySet.as_manager()
 
+    #: Attachments loaded in bulk by the delivery worker's claim (None: not loaded).
+    loaded_attachments: list[Any] | None = None
+
     class Meta:
         app_label = "post_office"
         verbose_name = _("email")
