@@ -230,7 +230,9 @@ def _attachments_of(email_obj: Any) -> list[Any]:
 
 
 def _attach(message: EmailMessage, attachment: Any) -> None:
-    with attachment.file.open("rb") as handle:
+    # A handle of our own: one Attachment row (and its FieldFile) is shared by
+    # every email that attaches the same content, and threads build them at once.
+    with attachment.file.storage.open(attachment.file.name, "rb") as handle:
         content = handle.read()
     mimetype = attachment.mimetype or mimetypes.guess_type(attachment.name)[0] or "application/octet-stream"
     if not attachment.headers:

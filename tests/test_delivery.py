@@ -509,6 +509,29 @@ class RecipientsAndRenderingTest(DeliveryTestCase):
         self.assertEqual(self.status_of(email), STATUS.sent)
 
 
+class SharedAttachmentTest(DeliveryTestCase):
+    def test_many_threads_attach_one_shared_file_at_once(self):
+        # One Attachment row serves every email with the same content: threads
+        # building those emails side by side must not share a file handle.
+        mail.send_many(
+            [
+                {
+                    "recipients": [f"u{i}@example.com"],
+                    "sender": "from@example.com",
+                    "subject": f"shared {i}",
+                    "message": "body",
+                    "attachments": {"terms.pdf": b"%PDF shared terms"},
+                }
+                for i in range(60)
+            ]
+        )
+        stats = Worker(threads=8).run()
+        self.assertEqual((stats.sent, stats.failed, stats.requeued), (60, 0, 0))
+        self.assertEqual(len(django_mail.outbox), 60)
+        for message in django_mail.outbox:
+            self.assertEqual(message.attachments[0][:2], ("terms.pdf", b"%PDF shared terms"))
+
+
 class ClaimTest(DeliveryTestCase):
     def test_claimed_email_cannot_be_claimed_again(self):
         email = self.queue("mine")
