@@ -40,3 +40,27 @@ def delivering_to(sink: Any, **post_office: Any) -> override_settings:
         EMAIL_TIMEOUT=options["timeout"],
         POST_OFFICE={"BACKENDS": {"default": SMTP}, **post_office},
     )
+
+
+class QueueTestMixin:
+    """Delivery tests: POST_OFFICE['BACKENDS'] set to ``backends`` for each test, and a short ``queue()``."""
+
+    backends: dict[str, str] = {}
+
+    def setUp(self) -> None:
+        super().setUp()  # type: ignore[misc]
+        settings = self.settings(POST_OFFICE={"BACKENDS": self.backends})  # type: ignore[attr-defined]
+        settings.enable()
+        self.addCleanup(settings.disable)  # type: ignore[attr-defined]
+
+    def po(self, **extra: Any) -> override_settings:
+        """Override POST_OFFICE keys on top of the test backends."""
+        return self.settings(POST_OFFICE={"BACKENDS": self.backends, **extra})  # type: ignore[attr-defined]
+
+    def queue(self, subject: str, **kwargs: Any) -> Any:
+        from post_office import mail
+
+        kwargs.setdefault("recipients", ["to@example.com"])
+        kwargs.setdefault("sender", "from@example.com")
+        kwargs.setdefault("message", f"body of {subject}")
+        return mail.send(subject=subject, **kwargs)

@@ -25,12 +25,13 @@ from django.test import SimpleTestCase, TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from post_office import exceptions, mail, ratelimit, retry
+from post_office import exceptions, ratelimit, retry
 from post_office.delivery import Outcome, RunStats, Worker
 from post_office.models import STATUS, DeliverySwitch, Email, Log
 from post_office.retry import ErrorKind
 from post_office.signals import email_failed, email_sent
 from tests.backends import ScriptedBackend
+from tests.helpers import QueueTestMixin
 
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 BACKENDS = {
@@ -94,23 +95,14 @@ class CountingBackend(BaseEmailBackend):
         return len(email_messages)
 
 
-class ControlsTestCase(TestCase):
+class ControlsTestCase(QueueTestMixin, TestCase):
+    backends = BACKENDS
+
     def setUp(self) -> None:
         ScriptedBackend.reset()
         CountingBackend.reset()
         SlowBackend.sent = []
-        settings = self.settings(POST_OFFICE={"BACKENDS": BACKENDS})
-        settings.enable()
-        self.addCleanup(settings.disable)
-
-    def po(self, **extra):
-        return self.settings(POST_OFFICE={"BACKENDS": BACKENDS, **extra})
-
-    def queue(self, subject: str, **kwargs) -> Email:
-        kwargs.setdefault("recipients", ["to@example.com"])
-        kwargs.setdefault("sender", "from@example.com")
-        kwargs.setdefault("message", f"body of {subject}")
-        return mail.send(subject=subject, **kwargs)
+        super().setUp()
 
     def queue_many(self, count: int, prefix: str = "email", **kwargs) -> list[Email]:
         return [self.queue(f"{prefix} {i}", **kwargs) for i in range(count)]

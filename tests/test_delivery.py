@@ -24,6 +24,7 @@ from post_office import mail
 from post_office.delivery import Outcome, Worker
 from post_office.models import STATUS, Email, EmailQuerySet, EmailTemplate, Log
 from tests.backends import RecordingBackend, ScriptedBackend
+from tests.helpers import QueueTestMixin
 from tests.smtp_sink import SMTPSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,25 +40,15 @@ def transient() -> Exception:
     return smtplib.SMTPServerDisconnected("connection unexpectedly closed")
 
 
-class DeliveryTestCase(TestCase):
+class DeliveryTestCase(QueueTestMixin, TestCase):
     """Delivers to locmem ('default'), RecordingBackend and ScriptedBackend aliases."""
+
+    backends = BACKENDS
 
     def setUp(self) -> None:
         RecordingBackend.reset()
         ScriptedBackend.reset()
-        settings = self.settings(POST_OFFICE={"BACKENDS": BACKENDS})
-        settings.enable()
-        self.addCleanup(settings.disable)
-
-    def po(self, **extra):
-        """Override POST_OFFICE keys on top of the test backends."""
-        return self.settings(POST_OFFICE={"BACKENDS": BACKENDS, **extra})
-
-    def queue(self, subject: str, **kwargs) -> Email:
-        kwargs.setdefault("recipients", ["to@example.com"])
-        kwargs.setdefault("sender", "from@example.com")
-        kwargs.setdefault("message", f"body of {subject}")
-        return mail.send(subject=subject, **kwargs)
+        super().setUp()
 
     def run_worker(self, **kwargs):
         # One thread: the backend sees emails in the order the worker claimed them.
