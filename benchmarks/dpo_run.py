@@ -29,7 +29,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
-from harness import TEMPLATE, QueryCounter, cpu_seconds, email_kwargs, rss_kib, template_kwargs, write_json  # noqa: E402
+from harness import TEMPLATE, QueryCounter, cpu_seconds, email_kwargs, rss_kib, template_kwargs, timed, write_json  # noqa: E402
 from post_office.settings import get_batch_size, get_threads_per_process  # noqa: E402
 
 import post_office  # noqa: E402
@@ -56,21 +56,7 @@ def scenario_queue(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _timed(run, n: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    queries.start()
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    run()
-    elapsed = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu
-    count = queries.stop()
-    return {
-        "n": n,
-        "elapsed": elapsed,
-        "rate": n / elapsed,
-        "cpu_us_per_email": cpu / n * 1e6,
-        "queries": count,
-        "queries_per_email": count / n,
-    }
+    return timed(run, n, queries)
 
 
 def scenario_enqueue_send(args: argparse.Namespace) -> dict[str, object]:

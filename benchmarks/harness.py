@@ -137,6 +137,25 @@ class QueryCounter:
 # -- databases -------------------------------------------------------------------
 
 
+def timed(run, n: int, queries: QueryCounter) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Run ``run()`` once; return its rate, CPU per email and query count for ``n`` emails."""
+    queries.start()
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    count = queries.stop()
+    return {
+        "n": n,
+        "elapsed": elapsed,
+        "rate": n / elapsed,
+        "cpu_us_per_email": cpu / n * 1e6,
+        "queries": count,
+        "queries_per_email": count / n,
+    }
+
+
 def pg_admin(sql: str, dbname: str = "postgres") -> None:
     import psycopg
 

@@ -35,6 +35,7 @@ from benchmarks.harness import (  # noqa: E402
     email_kwargs,
     rss_kib,
     template_kwargs,
+    timed,
     write_json,
 )
 from post_office import mail  # noqa: E402
@@ -60,21 +61,7 @@ def scenario_queue(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _timed(run, n: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    queries.start()
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    run()
-    elapsed = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu
-    count = queries.stop()
-    return {
-        "n": n,
-        "elapsed": elapsed,
-        "rate": n / elapsed,
-        "cpu_us_per_email": cpu / n * 1e6,
-        "queries": count,
-        "queries_per_email": count / n,
-    }
+    return timed(run, n, queries)
 
 
 def scenario_enqueue_send(args: argparse.Namespace) -> dict[str, object]:
