@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.utils.module_loading import import_string
 
 from .conf import is_queueing_backend, mailers, mailers_configured
@@ -81,7 +82,17 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
         raise DeliveryConfigurationError(
             f"POST_OFFICE['BACKENDS'][{alias!r}]: could not import {target!r}: {error}"
         ) from error
+    if backend_class is DjangoSMTPBackend:
+        # The same backend, able to send stored emails without rebuilding them (post_office.smtp).
+        from .smtp import EmailBackend as SMTPBackend
+
+        return SMTPBackend
     return backend_class
+
+
+def accepts_wire(alias: str) -> bool:
+    """True when the alias's backend sends serialised stored emails (``send_wire``, see post_office.wire)."""
+    return callable(getattr(backend_factory(alias), "send_wire", None))
 
 
 class ConnectionPool:
@@ -100,6 +111,14 @@ class ConnectionPool:
         self._idle: dict[str, list[BaseEmailBackend]] = {}
         self._open: dict[str, int] = {}
         self._all: list[BaseEmailBackend] = []
+        self._wire: dict[str, bool] = {}
+
+    def accepts_wire(self, alias: str) -> bool:
+        """Whether ``alias``'s connections take ``send_wire`` (remembered for the pool's life)."""
+        known = self._wire.get(alias)
+        if known is None:
+            known = self._wire[alias] = accepts_wire(alias)
+        return known
 
     def limit(self, alias: str) -> int:
         return po_settings.max_connections(alias) or self.default_limit

@@ -33,6 +33,7 @@ from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, EmailT
 from .ratelimit import wait_for_slot
 from .retry import check_error_handler, decide
 from .signals import email_failed, email_sent
+from .wire import serialize
 
 logger = logging.getLogger("post_office")
 
@@ -605,10 +606,15 @@ def send_one(email: Email, pool: ConnectionPool, throttle: float = 0) -> Outcome
     """Build and send one email on a pooled connection; never raises."""
     alias = email.backend_alias or "default"
     try:
-        message = email.email_message()
+        # Common shapes go to an SMTP server as bytes written directly (post_office.wire).
+        wire = serialize(email) if pool.accepts_wire(alias) else None
+        message = email.email_message() if wire is None else None
         wait_for_slot(alias)
         with pool.connection(alias) as connection:
-            connection.send_messages([message])
+            if message is not None:
+                connection.send_messages([message])
+            else:
+                connection.send_wire(wire)  # type: ignore[attr-defined]
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch

@@ -83,6 +83,13 @@ class _Handler:
     def __init__(self, server: FaultySMTP) -> None:
         self.server = server
 
+    async def handle_EHLO(self, smtp, session, envelope, hostname, responses):  # noqa: N802 - aiosmtpd's hook name
+        session.host_name = hostname
+        if self.server.pipelining:
+            # aiosmtpd reads commands one after another, so pipelined ones work; say so (RFC 2920).
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's hook name
         action = self.server._next_action(address, session)
         stage_action = action.split("@")[0]
@@ -134,6 +141,7 @@ def _close_after_reply(smtp: Any) -> None:
 class FaultySMTP:
     """``with FaultySMTP() as server:`` runs a scriptable server in a thread.
 
+    It offers PIPELINING, as real servers do, unless ``pipelining=False``.
     ``delay`` (seconds) is added before each 250 reply to DATA, like a remote
     server. ``timeout`` goes into ``backend_options()``: None leaves the
     backend without a timeout, so POST_OFFICE['SEND_TIMEOUT'] applies. A
@@ -151,6 +159,7 @@ class FaultySMTP:
         key_header: str = "Subject",
         record: str | Path | None = None,
         stall_seconds: float = STALL_SECONDS,
+        pipelining: bool = True,
     ) -> None:
         self.host = host
         self.port = port or free_port()
@@ -158,6 +167,7 @@ class FaultySMTP:
         self.timeout = timeout
         self.key_header = key_header
         self.stall_seconds = stall_seconds
+        self.pipelining = pipelining
         self.messages: list[Received] = []
         #: (recipient, action) for every attempt, in order.
         self.attempts: list[tuple[str, str]] = []

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
@@ -29,7 +30,7 @@ from django.db.models import Count
 from django.test import TestCase, TransactionTestCase
 from django.utils import timezone
 
-from post_office import mail
+from post_office import mail, smtp
 from post_office.delivery import FLUSH_EVERY, FLUSH_SECONDS, Worker
 from post_office.models import STATUS, Email, Log
 from tests.faulty_smtp import FaultySMTP, free_port, wait_for_port
@@ -78,8 +79,10 @@ def make_due(*emails: Email) -> None:
 class SMTPFaultTest(TestCase):
     """Each SMTP fault leads to the right state after the right number of attempts."""
 
+    pipelining = True
+
     def server(self, **kwargs: Any) -> FaultySMTP:
-        server = FaultySMTP(**kwargs).start()
+        server = FaultySMTP(pipelining=self.pipelining, **kwargs).start()
         self.addCleanup(server.stop)
         return server
 
@@ -186,6 +189,18 @@ class SMTPFaultTest(TestCase):
         self.assertEqual(Email.objects.get(pk=good.pk).status, STATUS.sent)
         self.assertEqual(server.counts(), Counter({subject_for("good@example.com"): 1}))
 
+    def test_commands_are_pipelined_when_the_server_offers_pipelining(self):
+        server = self.server()
+        server.script("partly-refused@example.com", "550@rcpt")
+        with delivering_to(server), mock.patch.object(smtp, "send_pipelined", wraps=smtp.send_pipelined) as pipelined:
+            queue("first@example.com")
+            mail.send(["partly-refused@example.com", "second@example.com"], SENDER, subject="two", message="body")
+            stats = Worker(threads=1).run()
+        self.assertEqual((stats.sent, stats.failed, stats.requeued), (2, 0, 0))
+        # One refused recipient of two: the others get the message, as with smtplib's sendmail.
+        self.assertEqual([m.rcpt_tos for m in server.messages], [["first@example.com"], ["second@example.com"]])
+        self.assertEqual(pipelined.call_count, 2 if self.pipelining else 0)
+
     def test_a_broken_connection_does_not_affect_the_next_email(self):
         # One thread, one connection: every fault sits between two good emails on it.
         server = self.server()
@@ -206,6 +221,12 @@ class SMTPFaultTest(TestCase):
         # The good emails came in queue order over one connection, reopened after each fault.
         self.assertEqual([m.rcpt_tos for m in server.messages], [[r] for r in good])
         self.assertLessEqual(server.connections, 1 + len(faulty))
+
+
+class SMTPFaultWithoutPipeliningTest(SMTPFaultTest):
+    """The same faults against a server that does not offer PIPELINING (one command at a time)."""
+
+    pipelining = False
 
 
 class PoisonBackend(BaseEmailBackend):

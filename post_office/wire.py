@@ -1,0 +1,151 @@
+"""A stored email written straight to the bytes an SMTP server receives.
+
+Delivery through Django's SMTP backend builds an ``EmailMessage``, turns it into
+a tree of ``email.mime`` objects, serialises that with the email package's
+generator and parses every address again to write the envelope. For the shapes
+almost every queued email has -- plain text, HTML, or both as alternatives,
+with any headers, no attachments -- :func:`serialize` writes the same bytes
+directly, several times faster. It follows Django 5.2's ``message()`` and its
+compat32 generator rule by rule; tests/test_wire.py checks the output byte for
+byte against Django's and, on every Django version, part by part after parsing.
+
+Anything else (attachments, other alternatives, rendering at delivery, a
+non-UTF-8 ``DEFAULT_CHARSET``, lines too long for 8bit, addresses that are not
+plain ASCII) returns None and goes the general way, through Django.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail.message import forbid_multi_line_headers
+
+from .conf import settings as po_settings
+from .mime import _CANONICAL, _FAST_COMPAT32
+
+#: compat32 folding with CRLF line ends, as Django's ``as_bytes(linesep="\r\n")`` uses.
+_POLICY = _FAST_COMPAT32.clone(linesep="\r\n")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+#: RFC 5322's limit on a line; Django switches such bodies to quoted-printable.
+_MAX_LINE = 998
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+#: Addresses whose envelope form can be read off without a parser: ``a@b.c``,
+#: ``Name <a@b.c>`` and ``"Any, Name" <a@b.c>``, printable ASCII only.
+_BARE = re.compile(rf"({_ADDR_SPEC})\Z")
+_NAMED = re.compile(rf'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.\- ]*|"[ !#-\[\]-~]*") <({_ADDR_SPEC})>\Z')
+_LIST_HEADERS = ("To", "Cc", "Reply-To")
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What one SMTP transaction needs: the envelope and the message bytes (CRLF line ends)."""
+
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+def envelope_address(address: str) -> str | None:
+    """The bare address SMTP's MAIL FROM / RCPT TO carries, or None if it needs a real parser."""
+    match = _BARE.match(address) or _NAMED.match(address)
+    return match.group(1) if match else None
+
+
+def serialize(email: Any) -> Wire | None:
+    """Write a stored email's message, or return None when only Django's general path handles it."""
+    if email.context is not None or email.alternatives or getattr(email, "loaded_attachments", None) != []:
+        return None  # rendered at delivery, other alternatives, attachments (or not loaded by a claim)
+    if settings.DEFAULT_CHARSET.lower() != "utf-8":
+        return None
+    to, cc, bcc = list(email.to), list(email.cc), list(email.bcc)
+    override = po_settings.OVERRIDE_RECIPIENTS
+    if override:
+        to, cc, bcc = list(override), [], []
+    sender = envelope_address(email.from_email)
+    found = [envelope_address(address) for address in to + cc + bcc if address]
+    recipients = [address for address in found if address is not None]
+    if sender is None or not recipients or len(recipients) != len(found):
+        return None
+
+    body, html = email.message, email.html_message
+    parts = [(body, "plain"), (html, "html")] if body and html else [(body or html, "html" if html else "plain")]
+    encoded = []
+    for text, subtype in parts:
+        part = _text_part(text, subtype)
+        if part is None:
+            return None
+        encoded.append(part)
+
+    headers = {_CANONICAL.get(name.lower(), name): value for name, value in (email.headers or {}).items()}
+    if email.message_id and not any(name.lower() == "message-id" for name in headers):
+        headers["Message-ID"] = email.message_id
+    out: list[bytes] = []
+    if len(encoded) == 1:
+        part_headers, part_body = encoded[0]
+        out.append(part_headers)
+        boundary = ""
+    else:
+        # The generator's own boundary format: 15 '=', 19 random digits, '=='.
+        boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
+        out.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\nMIME-Version: 1.0\r\n'.encode())
+    _header(out, "Subject", email.subject)
+    _header(out, "From", headers.get("From", email.from_email))
+    for name, values in zip(_LIST_HEADERS, (to, cc, None), strict=True):
+        if name in headers:
+            _header(out, name, headers[name])
+        elif values:
+            _header(out, name, ", ".join(values))
+    lowered = {name.lower() for name in headers}
+    if "date" not in lowered:
+        _header(out, "Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME))
+    if "message-id" not in lowered:
+        from django.core.mail.utils import DNS_NAME
+
+        _header(out, "Message-ID", make_msgid(domain=DNS_NAME))
+    for name, value in headers.items():
+        if name.lower() not in ("from", "to", "cc", "reply-to"):
+            _header(out, name, value)
+    out.append(b"\r\n")
+    if boundary:
+        delimiter = f"--{boundary}\r\n".encode()
+        out.append(delimiter)
+        out.append(_join_parts(encoded, delimiter))
+        out.append(f"\r\n--{boundary}--\r\n".encode())
+    else:
+        out.append(part_body)
+    return Wire(sender, recipients, b"".join(out))
+
+
+def _join_parts(encoded: list[tuple[bytes, bytes]], delimiter: bytes) -> bytes:
+    """Parts separated as the generator does: CRLF, the delimiter line, the next part."""
+    return (b"\r\n" + delimiter).join(headers + b"\r\n" + body for headers, body in encoded)
+
+
+def _header(out: list[bytes], name: str, value: Any) -> None:
+    # What SafeMIMEText.__setitem__ stores, folded as compat32 writes it.
+    name, value = forbid_multi_line_headers(name, value, "utf-8")
+    out.append(_POLICY.fold_binary(name, value))
+
+
+def _text_part(text: str, subtype: str) -> tuple[bytes, bytes] | None:
+    """Headers and body of a text part as Django's SafeMIMEText writes them, or None for quoted-printable."""
+    if not isinstance(text, str):
+        return None
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) > _MAX_LINE and any(
+        len(line.encode(errors="surrogateescape")) > _MAX_LINE for line in text.splitlines()
+    ):
+        return None  # Django sends these quoted-printable
+    encoding = "7bit" if data.isascii() else "8bit"
+    headers = (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nMIME-Version: 1.0\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n"
+    ).encode()
+    return headers, _NEWLINES.sub("\r\n", text).encode("utf-8", "surrogateescape")

@@ -1,0 +1,134 @@
+"""post_office.smtp: the pipelined SMTP transaction, reply by reply, and the backend substitution."""
+
+from __future__ import annotations
+
+import smtplib
+
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+from django.test import SimpleTestCase, override_settings
+
+from post_office import smtp
+from post_office.connections import accepts_wire, backend_factory
+from post_office.wire import Wire
+
+WIRE = Wire("from@example.com", ["a@example.com", "b@example.com"], b"Subject: x\r\n\r\n.dot line\r\nend")
+
+
+class ScriptedConnection:
+    """Stands in for smtplib.SMTP: records what is sent, answers with scripted replies."""
+
+    def __init__(self, *replies: tuple[int, bytes], extensions: tuple[str, ...] = ("pipelining", "size")) -> None:
+        self.replies = list(replies)
+        self.sent: list[bytes] = []
+        self.extensions = extensions
+        self.resets = 0
+        self.closed = False
+
+    def has_extn(self, name: str) -> bool:
+        return name in self.extensions
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if not self.replies:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return self.replies.pop(0)
+
+    def rset(self) -> None:
+        self.resets += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+OK, QUEUED = (250, b"OK"), (250, b"queued as 1")
+GO_AHEAD = (354, b"go ahead")
+
+
+class PipelinedTransactionTest(SimpleTestCase):
+    def test_success_sends_commands_in_one_write_then_the_data(self):
+        connection = ScriptedConnection(OK, OK, OK, GO_AHEAD, QUEUED)
+        smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        commands, data = connection.sent
+        self.assertEqual(
+            commands,
+            b"MAIL FROM:<from@example.com> SIZE=28\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n",
+        )
+        # Leading dots doubled, CRLF added before the final dot.
+        self.assertEqual(data, b"Subject: x\r\n\r\n..dot line\r\nend\r\n.\r\n")
+        self.assertEqual((connection.replies, connection.resets), ([], 0))
+
+    def test_no_size_parameter_when_the_server_does_not_offer_it(self):
+        connection = ScriptedConnection(OK, OK, OK, GO_AHEAD, QUEUED, extensions=("pipelining",))
+        smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertTrue(connection.sent[0].startswith(b"MAIL FROM:<from@example.com>\r\n"))
+
+    def test_sender_refused(self):
+        connection = ScriptedConnection((550, b"no"), (503, b"need MAIL"), (503, b"need MAIL"), (503, b"need RCPT"))
+        with self.assertRaises(smtplib.SMTPSenderRefused) as caught:
+            smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertEqual((caught.exception.smtp_code, caught.exception.sender), (550, "from@example.com"))
+        self.assertEqual((len(connection.sent), connection.resets, connection.replies), (1, 1, []))
+
+    def test_every_recipient_refused(self):
+        connection = ScriptedConnection(OK, (550, b"unknown"), (451, b"later"), (554, b"no valid recipients"))
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as caught:
+            smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertEqual(
+            caught.exception.recipients, {"a@example.com": (550, b"unknown"), "b@example.com": (451, b"later")}
+        )
+        self.assertEqual((len(connection.sent), connection.resets), (1, 1))
+
+    def test_data_accepted_after_every_recipient_was_refused_is_ended_empty(self):
+        connection = ScriptedConnection(OK, (550, b"a"), (550, b"b"), GO_AHEAD, (554, b"no recipients"))
+        with self.assertRaises(smtplib.SMTPRecipientsRefused):
+            smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertEqual(connection.sent[1], b".\r\n")  # the message itself never went out
+        self.assertEqual(connection.replies, [])
+
+    def test_one_recipient_refused_the_other_gets_it(self):
+        connection = ScriptedConnection(OK, (550, b"a"), OK, GO_AHEAD, QUEUED)
+        smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertTrue(connection.sent[1].endswith(b"end\r\n.\r\n"))
+
+    def test_data_refused_before_and_after_the_message(self):
+        for replies, code in [((OK, OK, OK, (451, b"busy")), 451), ((OK, OK, OK, GO_AHEAD, (550, b"spam")), 550)]:
+            with self.subTest(code=code):
+                connection = ScriptedConnection(*replies)
+                with self.assertRaises(smtplib.SMTPDataError) as caught:
+                    smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+                self.assertEqual((caught.exception.smtp_code, connection.resets), (code, 1))
+
+    def test_421_closes_the_connection_instead_of_resetting_it(self):
+        connection = ScriptedConnection(OK, OK, OK, GO_AHEAD, (421, b"closing"))
+        with self.assertRaises(smtplib.SMTPDataError):
+            smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+        self.assertEqual((connection.closed, connection.resets), (True, 0))
+
+    def test_disconnect_mid_transaction_raises_a_disconnect(self):
+        connection = ScriptedConnection(OK, OK)
+        with self.assertRaises(smtplib.SMTPServerDisconnected):
+            smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+
+
+class SubstitutionTest(SimpleTestCase):
+    @override_settings(POST_OFFICE={"BACKENDS": {"default": "django.core.mail.backends.smtp.EmailBackend"}})
+    def test_djangos_smtp_backend_is_delivered_through_ours(self):
+        backend = backend_factory("default")
+        self.assertIs(backend, smtp.EmailBackend)
+        self.assertTrue(issubclass(backend, DjangoSMTPBackend))
+        self.assertTrue(accepts_wire("default"))
+
+    @override_settings(POST_OFFICE={"BACKENDS": {"default": "tests.test_smtp.CustomSMTPBackend"}})
+    def test_a_subclass_of_djangos_backend_is_used_as_it_is(self):
+        self.assertIs(backend_factory("default"), CustomSMTPBackend)
+        self.assertFalse(accepts_wire("default"))
+
+    @override_settings(POST_OFFICE={"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend"}})
+    def test_other_backends_get_django_messages(self):
+        self.assertFalse(accepts_wire("default"))
+
+
+class CustomSMTPBackend(DjangoSMTPBackend):
+    """A project's own SMTP backend: it may override send_messages, so it gets Django messages."""
