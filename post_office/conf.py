@@ -261,8 +261,8 @@ class PostOfficeSettings:
 
     @property
     def THREADS_PER_PROCESS(self) -> int:
-        """Delivery threads in each worker process: 5."""
-        return max(1, int(self._get("THREADS_PER_PROCESS", 5)))
+        """Delivery threads (and so connections per alias) in each worker process: 32."""
+        return max(1, int(self._get("THREADS_PER_PROCESS", 32)))
 
     @property
     def BATCH_DELIVERY_TIMEOUT(self) -> float:

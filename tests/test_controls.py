@@ -25,7 +25,7 @@ from django.test import SimpleTestCase, TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from post_office import exceptions, ratelimit, retry
+from post_office import delivery, exceptions, ratelimit, retry
 from post_office.delivery import Outcome, RunStats, Worker
 from post_office.models import STATUS, DeliverySwitch, Email, Log
 from post_office.retry import ErrorKind
@@ -479,15 +479,26 @@ class PauseTest(ControlsTestCase):
         DeliverySwitch.set_paused(False)
         self.assertEqual(Worker().run().sent, 1)
 
-    def test_pause_takes_effect_at_the_next_claim(self):
+    def test_pause_takes_effect_at_the_next_claim_once_the_switch_is_read(self):
         self.queue_many(6)
         # Paused right after the first claim: what was claimed is sent, nothing more is claimed.
-        with mock.patch.object(DeliverySwitch, "is_paused", side_effect=[False] + [True] * 10):
+        with (
+            mock.patch.object(DeliverySwitch, "is_paused", side_effect=[False] + [True] * 10),
+            mock.patch.object(delivery, "PAUSE_CHECK_SECONDS", 0),
+        ):
             stats = Worker(threads=1, batch_size=2).run()
         self.assertEqual(stats.sent, 2)
         self.assertEqual(stats.stopped_because, "delivery is paused")
         self.assertEqual(self.counts()[STATUS.queued], 4)
         self.assertEqual(self.counts()[STATUS.sending], 0)
+
+    def test_a_pass_reads_the_switch_at_most_once_a_second(self):
+        self.queue_many(30)
+        with mock.patch.object(DeliverySwitch, "is_paused", return_value=False) as is_paused:
+            worker = Worker(threads=1, batch_size=2)
+            stats = worker.run()
+        self.assertEqual(stats.sent, 30)  # 15 claims
+        self.assertLessEqual(is_paused.call_count, 1 + int(stats.elapsed / delivery.PAUSE_CHECK_SECONDS) + 1)
 
 
 # -- signals and logs -------------------------------------------------------------

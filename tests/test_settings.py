@@ -30,7 +30,7 @@ class DefaultsTest(TestCase):
         self.assertIsNone(po_settings.OVERRIDE_RECIPIENTS)
         self.assertEqual(po_settings.FILE_STORAGE, "default")
         self.assertFalse(po_settings.CELERY_ENABLED)
-        self.assertEqual(po_settings.THREADS_PER_PROCESS, 5)
+        self.assertEqual(po_settings.THREADS_PER_PROCESS, 32)  # django-post_office: 5
         self.assertEqual(po_settings.BATCH_DELIVERY_TIMEOUT, 180)
         self.assertEqual(po_settings.LEASE_SECONDS, 360)
 
