@@ -241,13 +241,14 @@ def free_port() -> int:
 class Sink:
     """benchmarks/sink.py in its own process; ``stat()`` / ``reset()`` talk to it over SMTP."""
 
-    def __init__(self, delay_ms: float = 0, python: str = sys.executable) -> None:
+    def __init__(self, delay_ms: float = 0, python: str = sys.executable, kind: str = "minimal") -> None:
         self.delay_ms = delay_ms
+        self.kind = kind
         self.port = free_port()
         self.count_file = os.path.join(tempfile.gettempdir(), f"po_bench_sink_{self.port}.json")
         self.process = subprocess.Popen(
             [python, str(HERE / "sink.py"), "--port", str(self.port), "--delay-ms", str(delay_ms)]
-            + ["--count-file", self.count_file],
+            + ["--count-file", self.count_file, "--kind", kind],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10

@@ -8,6 +8,10 @@ itself costs as little CPU as possible: on a 2-core box it shares the CPU with
 the worker being measured. With ``--delay-ms`` each message waits that long
 (without blocking other connections) before its 250 reply, like a remote server.
 
+``--kind aiosmtpd`` serves the same counts and commands from aiosmtpd, a
+complete SMTP server implementation (the one the tests use), which costs
+several times more CPU per message: the suite measures against both.
+
 Each message's ``X-Bench-Seq`` header (or its Message-ID) is recorded to spot
 duplicates. Counts go to ``--count-file`` as JSON a moment after they change,
 and two extra commands serve the benchmark driver: ``XSTAT`` replies
@@ -45,6 +49,23 @@ class Stats:
         self.first = 0.0
         self.last = 0.0
         self.dirty = True
+
+    def record(self, body: bytes) -> None:
+        """Count one accepted message; its X-Bench-Seq header finds duplicates."""
+        now = time.time()
+        if not self.messages:
+            self.first = now
+        self.last = now
+        self.messages += 1
+        self.dirty = True
+        header_end = body.find(b"\r\n\r\n")
+        match = _SEQ.search(body, 0, header_end if header_end >= 0 else len(body))
+        if match:
+            key = match.group(1)
+            if key in self.seen:
+                self.duplicates += 1
+            else:
+                self.seen.add(key)
 
     def as_dict(self) -> dict[str, object]:
         span = self.last - self.first
@@ -104,7 +125,7 @@ class SMTPProtocol(asyncio.Protocol):
                     end, body = index + len(_END), self.buffer[: index + 2]
                 self.buffer = self.buffer[end:]
                 self.in_data = False
-                self.message(body)
+                self.stats.record(body)
                 if self.delay:
                     # Answer later without blocking other connections; hold this
                     # connection's further input until the reply has gone.
@@ -123,23 +144,6 @@ class SMTPProtocol(asyncio.Protocol):
         self.waiting = False
         self.write(b"250 OK queued\r\n")
         self.process()
-
-    def message(self, body: bytes) -> None:
-        stats = self.stats
-        now = time.time()
-        if not stats.messages:
-            stats.first = now
-        stats.last = now
-        stats.messages += 1
-        stats.dirty = True
-        header_end = body.find(b"\r\n\r\n")
-        match = _SEQ.search(body, 0, header_end if header_end >= 0 else len(body))
-        if match:
-            key = match.group(1)
-            if key in stats.seen:
-                stats.duplicates += 1
-            else:
-                stats.seen.add(key)
 
     def command(self, line: bytes) -> None:
         verb = line[:4].upper()
@@ -165,6 +169,46 @@ class SMTPProtocol(asyncio.Protocol):
             self.write(b"502 Command not implemented\r\n")
 
 
+def aiosmtpd_factory(stats: Stats, delay: float):  # type: ignore[no-untyped-def]
+    """A real SMTP server implementation (aiosmtpd, as the tests use) with the same counting and commands."""
+    from aiosmtpd.smtp import SMTP
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+            session.host_name = hostname
+            # aiosmtpd handles pipelined commands; say so, as real servers do (RFC 2920).
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+            return responses
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            if delay:
+                await asyncio.sleep(delay)
+            stats.record(envelope.original_content or envelope.content)
+            return "250 OK queued"
+
+    class BenchSMTP(SMTP):
+        async def smtp_XSTAT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook name
+            await self.push("250 " + json.dumps(stats.as_dict()))
+
+        async def smtp_XRESET(self, arg: str) -> None:  # noqa: N802
+            stats.reset()
+            await self.push("250 reset")
+
+        def connection_made(self, transport):  # type: ignore[no-untyped-def]
+            super().connection_made(transport)
+            stats.connections += 1
+            stats.open += 1
+            stats.max_open = max(stats.max_open, stats.open)
+            stats.dirty = True
+
+        def connection_lost(self, exc):  # type: ignore[no-untyped-def]
+            stats.open -= 1
+            super().connection_lost(exc)
+
+    handler = Handler()
+    return lambda: BenchSMTP(handler, hostname="bench-sink", decode_data=False)
+
+
 def write_counts(stats: Stats, path: str) -> None:
     temporary = f"{path}.tmp"
     with open(temporary, "w") as handle:
@@ -172,14 +216,19 @@ def write_counts(stats: Stats, path: str) -> None:
     os.replace(temporary, path)
 
 
-async def serve(port: int, delay_ms: float, count_file: str | None, host: str) -> None:
+async def serve(port: int, delay_ms: float, count_file: str | None, host: str, kind: str = "minimal") -> None:
     stats = Stats()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTPProtocol(stats, delay_ms / 1000), host, port, backlog=512)
+    factory = (
+        aiosmtpd_factory(stats, delay_ms / 1000)
+        if kind == "aiosmtpd"
+        else (lambda: SMTPProtocol(stats, delay_ms / 1000))
+    )
+    server = await loop.create_server(factory, host, port, backlog=512)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"sink listening on {host}:{port} delay={delay_ms}ms", flush=True)
+    print(f"{kind} sink listening on {host}:{port} delay={delay_ms}ms", flush=True)
     async with server:
         while not stop.is_set():
             if count_file and stats.dirty:
@@ -199,8 +248,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay-ms", type=float, default=0, help="wait this long before answering each message")
     parser.add_argument("--count-file", help="keep the counts here as JSON")
+    parser.add_argument(
+        "--kind",
+        choices=("minimal", "aiosmtpd"),
+        default="minimal",
+        help="minimal: the fast protocol above; aiosmtpd: a full SMTP server implementation",
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay_ms, args.count_file, args.host))
+    asyncio.run(serve(args.port, args.delay_ms, args.count_file, args.host, args.kind))
 
 
 if __name__ == "__main__":
