@@ -137,12 +137,39 @@ class QueryCounter:
 # -- databases -------------------------------------------------------------------
 
 
+class CompileCounter:
+    """Counts Django template compilations in this process, whichever package asks for them.
+
+    Every ``django.template.base.Template`` compiles its source once, in
+    ``compile_nodelist``; counting those calls needs nothing from either package.
+    """
+
+    def __enter__(self) -> CompileCounter:
+        from django.template.base import Template
+
+        self.count = 0
+        self._original = original = Template.compile_nodelist
+
+        def counting(template):  # type: ignore[no-untyped-def]
+            self.count += 1
+            return original(template)
+
+        Template.compile_nodelist = counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from django.template.base import Template
+
+        Template.compile_nodelist = self._original  # type: ignore[method-assign]
+
+
 def timed(run, n: int, queries: QueryCounter) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """Run ``run()`` once; return its rate, CPU per email and query count for ``n`` emails."""
+    """Run ``run()`` once; return its rate, CPU per email, query count and template compilations for ``n`` emails."""
     queries.start()
     cpu = cpu_seconds()
     started = time.perf_counter()
-    run()
+    with CompileCounter() as compiles:
+        run()
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds() - cpu
     count = queries.stop()
@@ -153,6 +180,7 @@ def timed(run, n: int, queries: QueryCounter) -> dict[str, object]:  # type: ign
         "cpu_us_per_email": cpu / n * 1e6,
         "queries": count,
         "queries_per_email": count / n,
+        "template_compiles": compiles.count,
     }
 
 

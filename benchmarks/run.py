@@ -569,6 +569,17 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"{slow:.0f} vs {fmt(slow_dpo)} emails/s = {fmt(vs_dpo, '.2f')}x with "
                 f"{ours['deliver sink20 default'].get('max_connections')} connections",
             )
+        many = ours.get("enqueue send_many() template")
+        if many and "template_compiles" in many:
+            many_dpo = dpo.get("enqueue send_many() template") or {}
+            calls = -(-many["n"] // many.get("chunk", 500))
+            add(
+                f"send_many of {many['n']:,} emails from one template does not compile it per email",
+                db,
+                many["template_compiles"] <= 3 * calls,
+                f"{many['template_compiles']} compilations in {calls} send_many calls "
+                f"(django-post_office: {fmt(many_dpo.get('template_compiles'))})",
+            )
         counting, counting_dpo = rate(ours, "deliver counting"), rate(dpo, "deliver counting")
         if counting:
             vs_dpo = ratio(counting, counting_dpo)
