@@ -10,7 +10,7 @@ Public API::
 
 from typing import Any
 
-from .backends import EmailBackend
+from .backends import EmailBackend, queue_options
 from .version import __version__
 
 __all__ = [
@@ -22,6 +22,9 @@ __all__ = [
     "send_mass_mail",
     "mail_admins",
     "mail_managers",
+    "render_preview",
+    "queue_options",
+    "TemplatedEmailMessage",
 ]
 
 VERSION = tuple(int(part) for part in __version__.split("."))
@@ -36,4 +39,13 @@ def __getattr__(name: str) -> Any:
 
         module = importlib.import_module(".mail", __name__)
         return module if name == "mail" else getattr(module, name)
+    if name == "render_preview":
+        from .rendering import render_preview
+
+        return render_preview
+    if name == "TemplatedEmailMessage":
+        # templated_mail's module imports Django's views and sites: load it on first use.
+        from .templated import TemplatedEmailMessage
+
+        return TemplatedEmailMessage
     raise AttributeError(f"module 'post_office' has no attribute {name!r}")

@@ -27,12 +27,13 @@ class LogInline(admin.TabularInline):
 @admin.register(Email)
 class EmailAdmin(admin.ModelAdmin):
     list_display = ("id", "recipients", "subject", "status", "priority", "scheduled_time", "last_updated")
-    list_filter = ("status", "priority", "backend_alias")
+    list_filter = ("status", "priority", "backend_alias", "language")
     search_fields = ("subject", "from_email", "message_id")
     date_hierarchy = "created"
     inlines = [LogInline]
     actions = ["requeue"]
-    readonly_fields = ("created", "last_updated", "claimed_by", "lease_expires_at", "message_id")
+    # template_language: the translation actually used (a fallback when it differs from language).
+    readonly_fields = ("created", "last_updated", "claimed_by", "lease_expires_at", "message_id", "template_language")
 
     @admin.display(description=_("to"))
     def recipients(self, obj: Email) -> str:

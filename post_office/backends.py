@@ -13,17 +13,28 @@ as a ``MAILERS`` entry::
 
 OPTIONS: ``priority`` (for every message queued through this entry) and
 ``backend`` (the delivery alias those messages are sent through later).
+
+Options of one message (``priority``, ``scheduled_time``, ``expires_at``,
+``backend``, ``language``) are set with :func:`queue_options`; they win over
+the backend's OPTIONS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import django
 from django.core.mail.backends.base import BaseEmailBackend
 
 _ACCEPTS_ALIAS = django.VERSION >= (6, 1)
+
+#: The attribute of a Django message where :func:`queue_options` keeps its options.
+QUEUE_OPTIONS_ATTRIBUTE = "post_office_options"
+#: The options :func:`queue_options` accepts: ``mail.send``'s arguments of the same names.
+QUEUE_OPTIONS = ("priority", "scheduled_time", "expires_at", "backend", "language")
+
+_Message = TypeVar("_Message")
 
 
 class EmailBackend(BaseEmailBackend):
@@ -85,10 +96,11 @@ class EmailBackend(BaseEmailBackend):
         from .mime import fields_from_message
 
         kwargs_list = []
-        for message in email_messages:
+        for index, message in enumerate(email_messages):
             if not message.recipients():
                 continue
             fields = fields_from_message(message)
+            options = _options_of(message, index)
             kwargs_list.append(
                 {
                     "recipients": fields.to,
@@ -101,8 +113,117 @@ class EmailBackend(BaseEmailBackend):
                     "headers": fields.headers or None,
                     "_attachment_data": fields.attachments,
                     "_alternatives": fields.alternatives,
-                    "priority": self.priority,
-                    "backend": self.backend or "",
+                    "priority": options.get("priority", self.priority),
+                    "backend": options.get("backend") or self.backend or "",
+                    "scheduled_time": options.get("scheduled_time"),
+                    "expires_at": options.get("expires_at"),
+                    "language": options.get("language") or "",
                 }
             )
         return len(queue_many(kwargs_list, label="messages"))
+
+
+def _options_of(message: Any, index: int) -> Mapping[str, Any]:
+    """The message's queue options; queue_many validates their values like mail.send's."""
+    from .exceptions import InvalidArgument
+
+    options = getattr(message, QUEUE_OPTIONS_ATTRIBUTE, None)
+    if options is None:
+        return {}
+    field = f"messages[{index}].{QUEUE_OPTIONS_ATTRIBUTE}"
+    if not isinstance(options, Mapping):
+        raise InvalidArgument(field, options, "must be a dict; set it with post_office.queue_options()")
+    unknown = sorted(set(options) - set(QUEUE_OPTIONS))
+    if unknown:
+        raise InvalidArgument(field, unknown, f"are not queue options (use {', '.join(QUEUE_OPTIONS)})")
+    return options
+
+
+def queue_options(
+    message: _Message,
+    *,
+    priority: str | int | None = None,
+    scheduled_time: Any = None,
+    expires_at: Any = None,
+    backend: str | None = None,
+    language: str | None = None,
+) -> _Message:
+    """Set how ``post_office.EmailBackend`` queues this Django message; return the message.
+
+    Each option means what ``mail.send``'s argument of that name means and is
+    validated now, with the same errors (an
+    :class:`~post_office.exceptions.InvalidEmail` naming the field). Options
+    left ``None`` keep their earlier value. They are kept in the message's
+    ``post_office_options`` dict, which only ``post_office.EmailBackend``
+    reads: any other backend sends the message at once and ignores them, so
+    ``priority``, ``scheduled_time``, ``expires_at`` and ``backend`` are
+    refused here for a message whose ``connection`` is another backend.
+    """
+    given = {
+        "priority": priority,
+        "scheduled_time": scheduled_time,
+        "expires_at": expires_at,
+        "backend": backend,
+        "language": language,
+    }
+    return set_queue_options(message, given, check_connection=True)
+
+
+#: The options that only matter to the queue (``language`` also picks what is rendered).
+QUEUE_ONLY_OPTIONS = ("priority", "scheduled_time", "expires_at", "backend")
+
+
+def set_queue_options(message: _Message, given: Mapping[str, Any], *, check_connection: bool) -> _Message:
+    """Validate ``given`` (None: unchanged) merged with the message's options, and store them."""
+    from django.core.mail import EmailMessage
+
+    from .connections import check_alias
+    from .exceptions import InvalidArgument
+    from .validation import check_schedule, parse_datetime, parse_priority
+
+    if not isinstance(message, EmailMessage):
+        raise InvalidArgument("message", message, "must be a Django EmailMessage")
+    current = getattr(message, QUEUE_OPTIONS_ATTRIBUTE, None)
+    options = dict(current) if isinstance(current, Mapping) else {}
+    options.update({name: value for name, value in given.items() if value is not None})
+    if options.get("priority") is not None:
+        parse_priority(options["priority"])
+    check_schedule(
+        parse_datetime(options.get("scheduled_time"), "scheduled_time"),
+        parse_datetime(options.get("expires_at"), "expires_at"),
+    )
+    check_alias(options.get("backend"))
+    if "language" in options:
+        options["language"] = check_language(options["language"])
+    connection = getattr(message, "connection", None)
+    if check_connection and ignored_options(options) and connection is not None:
+        if not isinstance(connection, EmailBackend):
+            raise InvalidArgument(
+                "connection",
+                f"{type(connection).__module__}.{type(connection).__qualname__}",
+                f"sends at once and would ignore {', '.join(ignored_options(options))}; "
+                "use post_office.EmailBackend or no connection",
+            )
+    setattr(message, QUEUE_OPTIONS_ATTRIBUTE, options)
+    return message
+
+
+def ignored_options(options: Mapping[str, Any]) -> list[str]:
+    """The options set that another backend than this one would ignore."""
+    return [name for name in QUEUE_ONLY_OPTIONS if options.get(name) not in (None, "")]
+
+
+def check_language(language: Any, field: str = "language") -> str:
+    """Return the code as settings.LANGUAGES spells it ('pt_BR' -> 'pt-br'; '' means none), or raise."""
+    from django.conf import settings
+
+    from .exceptions import InvalidArgument
+    from .rendering import normalize_language
+
+    if language in (None, ""):
+        return ""
+    if isinstance(language, str):
+        wanted = normalize_language(language)
+        if any(normalize_language(code) == wanted for code, _name in settings.LANGUAGES):
+            return wanted
+    raise InvalidArgument(field, language, "is not a language code in settings.LANGUAGES")

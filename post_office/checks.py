@@ -123,9 +123,53 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except ImproperlyConfigured as error:
         errors.append(checks.Error(str(error), id="post_office.E010"))
 
+    errors.extend(_check_templates(raw))
+
     for key in ("LOG_LEVEL",):
         if raw.get(key, 2) not in (0, 1, 2):
             errors.append(
                 checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw[key]!r}.", id="post_office.E009")
             )
+    return errors
+
+
+def _check_templates(raw: dict[str, Any]) -> list[checks.CheckMessage]:
+    """The template settings: LANGUAGE_FALLBACKS (E011) and TEMPLATE_CACHE (E012)."""
+    errors: list[checks.CheckMessage] = []
+    fallbacks = raw.get("LANGUAGE_FALLBACKS", True)
+    if isinstance(fallbacks, dict):
+        for language, chain in fallbacks.items():
+            if not isinstance(language, str) or not (
+                isinstance(chain, str) or (isinstance(chain, (list, tuple)) and all(isinstance(c, str) for c in chain))
+            ):
+                errors.append(
+                    checks.Error(
+                        f"POST_OFFICE['LANGUAGE_FALLBACKS'][{language!r}] = {chain!r} is not a list of language codes.",
+                        hint="e.g. {'pt-br': ['pt', 'es']}: the languages tried after 'pt-br', before the base template.",
+                        id="post_office.E011",
+                    )
+                )
+    elif not isinstance(fallbacks, bool):
+        errors.append(
+            checks.Error(
+                f"POST_OFFICE['LANGUAGE_FALLBACKS'] must be True, False or a dict, not {fallbacks!r}.",
+                id="post_office.E011",
+            )
+        )
+    cache = raw.get("TEMPLATE_CACHE", getattr(settings, "POST_OFFICE_CACHE", True))
+    if isinstance(cache, str) and cache not in settings.CACHES:
+        errors.append(
+            checks.Error(
+                f"POST_OFFICE['TEMPLATE_CACHE'] = {cache!r} is not an alias in CACHES.",
+                hint="Name a CACHES alias, or use True (the 'post_office' alias, else 'default') or False.",
+                id="post_office.E012",
+            )
+        )
+    elif not isinstance(cache, (bool, str)):
+        errors.append(
+            checks.Error(
+                f"POST_OFFICE['TEMPLATE_CACHE'] must be True, False or a CACHES alias, not {cache!r}.",
+                id="post_office.E012",
+            )
+        )
     return errors

@@ -31,6 +31,11 @@ KNOWN_KEYS = frozenset(
         "OVERRIDE_RECIPIENTS",
         "FILE_STORAGE",
         "TEMPLATE_ENGINE",
+        "TEMPLATE_CACHE",
+        "TEMPLATE_CACHE_TIMEOUT",
+        "LANGUAGE_FALLBACKS",
+        "STRICT_TEMPLATE_VARIABLES",
+        "AUTO_PLAIN_TEXT",
         "CELERY_ENABLED",
         "THREADS_PER_PROCESS",
         "BATCH_DELIVERY_TIMEOUT",
@@ -253,6 +258,46 @@ class PostOfficeSettings:
         first Django template engine.
         """
         return self._get("TEMPLATE_ENGINE", None)
+
+    @property
+    def TEMPLATE_CACHE(self) -> bool | str:
+        """Cache template lookups in Django's cache: True (default), False, or a ``CACHES`` alias.
+
+        True uses a ``'post_office'`` cache alias when one is configured, else
+        ``'default'`` unless that is a per-process cache (``LocMemCache``), which
+        other processes could not invalidate. django-post_office's top-level
+        ``POST_OFFICE_CACHE = False`` turns it off too.
+        """
+        value = self._get("TEMPLATE_CACHE", getattr(django_settings, "POST_OFFICE_CACHE", True))
+        return value if isinstance(value, str) else bool(value)
+
+    @property
+    def TEMPLATE_CACHE_TIMEOUT(self) -> float | None:
+        """Seconds a cached template lookup lives: 3600 (edits invalidate it at once anyway)."""
+        value = self._get("TEMPLATE_CACHE_TIMEOUT", 3600)
+        return None if value is None else float(value)
+
+    @property
+    def LANGUAGE_FALLBACKS(self) -> bool | dict[str, list[str]]:
+        """How a missing translation falls back: True (default), False, or a dict of chains.
+
+        True: ``'pt-br'`` tries ``'pt-br'``, then ``'pt'``, then the base template.
+        False: a missing translation is an error (UnknownTemplate). A dict maps a
+        language to the languages tried after it (``{'pt-br': ['pt', 'es']}``);
+        the base template is always tried last.
+        """
+        value = self._get("LANGUAGE_FALLBACKS", True)
+        return value if isinstance(value, dict) else bool(value)
+
+    @property
+    def STRICT_TEMPLATE_VARIABLES(self) -> bool:
+        """Refuse to render a template that uses variables missing from the context: False."""
+        return bool(self._get("STRICT_TEMPLATE_VARIABLES", False))
+
+    @property
+    def AUTO_PLAIN_TEXT(self) -> bool:
+        """Generate the plain-text part from the HTML of templates that have no plain text: True."""
+        return bool(self._get("AUTO_PLAIN_TEXT", True))
 
     @property
     def CELERY_ENABLED(self) -> bool:

@@ -73,6 +73,27 @@ class InvalidContext(InvalidEmail):
     code = "invalid_context"
 
 
+class MissingVariables(InvalidContext):
+    """Strict mode: the template uses variables the context does not have (``value`` lists them)."""
+
+    code = "missing_variables"
+
+
+class InvalidInlineImage(InvalidEmail):
+    """An ``{% inline_image %}`` source cannot be found or is not an image."""
+
+    code = "invalid_inline_image"
+
+
+class TemplateRenderError(PostOfficeError, ValueError):
+    """Rendering a template raised an error; at delivery this fails the email for good."""
+
+    def __init__(self, template: str, error: BaseException) -> None:
+        self.template = template
+        self.error = error
+        super().__init__(f"template {template!r} could not be rendered: {type(error).__name__}: {error}")
+
+
 class MissingSender(InvalidEmail):
     code = "missing_sender"
 

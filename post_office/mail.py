@@ -29,8 +29,9 @@ from .exceptions import (
 from .mime import AttachmentData
 from .models import PRIORITY, STATUS, Email, EmailTemplate
 from .notify import notify_queued
-from .rendering import CompiledTemplates, find_templates, render_parts, render_template, select_template
+from .rendering import TemplateLookup, normalize_language, render_parts, render_template
 from .signals import email_queued
+from .templated import is_file_template, render_file_template
 from .validation import (
     check_json_context,
     check_no_line_breaks,
@@ -85,20 +86,6 @@ class _Prepared:
     attachments: list[AttachmentData] = field(default_factory=list)
 
 
-class _Lookup:
-    """Template lookups and compiled sources shared by one call."""
-
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        names = set(names)
-        self.found = find_templates(names) if names else {}
-        self.compiled = CompiledTemplates()
-
-    def template(self, name: str, language: str) -> EmailTemplate:
-        if (name, "") not in self.found:
-            self.found.update(find_templates([name]))
-        return select_template(self.found, name, language)
-
-
 def send(
     recipients: str | Sequence[str] | None = None,
     sender: str | None = None,
@@ -133,11 +120,13 @@ def send(
     kwargs = dict(locals())
     commit = kwargs.pop("commit")
     log_level = kwargs.pop("log_level")
-    lookup = _Lookup([template] if isinstance(template, str) else [])
+    lookup = TemplateLookup([template] if isinstance(template, str) and not is_file_template(template) else [])
     prepared = _prepare(kwargs, lookup)
     if not commit:
         if prepared.attachments:
-            raise InvalidArgument("commit", False, "cannot be used with attachments (they need a saved email)")
+            raise InvalidArgument(
+                "commit", False, "cannot be used with attachments or inline images (they need a saved email)"
+            )
         return prepared.email
     _persist([prepared], log_level=log_level)
     return prepared.email
@@ -162,7 +151,7 @@ def send_many(kwargs_list: Iterable[Mapping[str, Any]]) -> list[Email]:
 def queue_many(items: Sequence[Mapping[str, Any]], label: str = "kwargs_list") -> list[Email]:
     """Validate and bulk-insert emails (send_many and the backend share this)."""
     names = {kw.get("template") for kw in items if isinstance(kw, Mapping) and isinstance(kw.get("template"), str)}
-    lookup = _Lookup(n for n in names if n)
+    lookup = TemplateLookup(n for n in names if n and not is_file_template(n))
     prepared = []
     for index, kwargs in enumerate(items):
         try:
@@ -173,7 +162,7 @@ def queue_many(items: Sequence[Mapping[str, Any]], label: str = "kwargs_list") -
     return [item.email for item in prepared]
 
 
-def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
+def _prepare(kwargs: dict[str, Any], lookup: TemplateLookup) -> _Prepared:
     """Validate and render one email's arguments into an unsaved Email."""
     template = kwargs.get("template")
     context = kwargs.get("context")
@@ -202,7 +191,7 @@ def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
     expires_at = parse_datetime(kwargs.get("expires_at"), "expires_at")
     check_schedule(scheduled_time, expires_at)
     backend_alias = check_alias(kwargs.get("backend"))
-    _check_language(language)
+    language = _check_language(language)
     attachments = read_attachments(kwargs.get("attachments")) + list(kwargs.get("_attachment_data") or [])
     if context is not None and not isinstance(context, Mapping):
         raise InvalidArgument("context", context, "must be a dict")
@@ -231,17 +220,31 @@ def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
             raise TemplateConflict(
                 given[0], kwargs.get(given[0]), "cannot be combined with template; the template provides it"
             )
-        chosen = _resolve_template(template, language, lookup)
-        email.template = chosen
-        if render_on_delivery:
-            email.context = check_json_context(context or {})
+        if is_file_template(template):
+            _render_file_template(email, attachments, template, context, language, render_on_delivery)
         else:
-            rendered = render_template(chosen, context or {}, lookup.compiled)
-            email.subject, email.message, email.html_message = (
-                rendered.subject,
-                rendered.message,
-                rendered.html_message,
-            )
+            chosen = lookup.resolve(template, language)
+            email.template = chosen
+            # The fallback taken, if any: 'pt-br' asked for, 'pt' or the base ('') used.
+            email.template_language = chosen.language
+            # Rendered in the language asked for, whichever translation was found.
+            email.language = language or chosen.language
+            if render_on_delivery:
+                email.context = check_json_context(context or {})
+            else:
+                rendered = render_template(chosen, context or {}, lookup.compiled, language=email.language)
+                email.subject, email.message, email.html_message = (
+                    rendered.subject,
+                    rendered.message,
+                    rendered.html_message,
+                )
+                # {% inline_image %}: stored with the email, sent as related parts of the HTML.
+                attachments.extend(
+                    AttachmentData(
+                        name=image.filename, content=image.content, mimetype=image.mimetype, headers=image.headers
+                    )
+                    for image in rendered.inline_images
+                )
     else:
         if render_on_delivery:
             raise InvalidArgument("render_on_delivery", True, "needs a template to render from")
@@ -257,22 +260,49 @@ def _prepare(kwargs: dict[str, Any], lookup: _Lookup) -> _Prepared:
     return _Prepared(email, attachments)
 
 
-def _resolve_template(template: Any, language: str, lookup: _Lookup) -> EmailTemplate:
-    if isinstance(template, EmailTemplate):
-        if not language or template.language == language:
-            return template
-        base = template.default_template or template
-        return lookup.template(base.name, language)
-    if not isinstance(template, str):
-        raise InvalidArgument("template", template, "must be a template name or an EmailTemplate")
-    return lookup.template(template, language)
+def _render_file_template(
+    email: Email,
+    attachments: list[AttachmentData],
+    template: str,
+    context: Mapping[str, Any] | None,
+    language: str,
+    render_on_delivery: bool,
+) -> None:
+    """Render a ``file:`` template (django-templated-mail's block format) into the email."""
+    if render_on_delivery:
+        raise InvalidArgument(
+            "render_on_delivery", True, f"cannot be used with the file template {template!r}; it is rendered now"
+        )
+    rendered = render_file_template(template, context or {}, language)
+    email.template_language = rendered.language
+    email.subject, email.message, email.html_message = rendered.subject, rendered.message, rendered.html_message
+    attachments.extend(
+        AttachmentData(name=image.filename, content=image.content, mimetype=image.mimetype, headers=image.headers)
+        for image in rendered.inline_images
+    )
 
 
-def _check_language(language: Any) -> None:
+def _check_language(language: Any) -> str:
+    """Return the language code in its one spelling, if settings.LANGUAGES has it ('pt-BR' and 'pt_BR' match 'pt-br')."""
     if not language:
-        return
-    if not isinstance(language, str) or language not in dict(settings.LANGUAGES):
-        raise InvalidArgument("language", language, "is not a language code in settings.LANGUAGES")
+        return ""
+    if isinstance(language, str):
+        wanted = normalize_language(language)
+        if wanted in _language_codes():
+            return wanted
+    raise InvalidArgument("language", language, "is not a language code in settings.LANGUAGES")
+
+
+_LANGUAGE_CODES: tuple[Any, frozenset[str]] = (None, frozenset())
+
+
+def _language_codes() -> frozenset[str]:
+    """settings.LANGUAGES' codes, normalised once per value of the setting (send_many checks each email)."""
+    global _LANGUAGE_CODES
+    languages = settings.LANGUAGES
+    if _LANGUAGE_CODES[0] is not languages:
+        _LANGUAGE_CODES = (languages, frozenset(normalize_language(code) for code, _name in languages))
+    return _LANGUAGE_CODES[1]
 
 
 def _message_id(headers: Mapping[str, str] | None) -> str | None:

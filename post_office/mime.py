@@ -177,18 +177,19 @@ class QueuedMessage(EmailMultiAlternatives):
 
 
 def build_message(email_obj: Any) -> EmailMessage:
-    """Build the Django message for a stored email, rendering it first if needed."""
+    """Build the Django message for a stored email, rendering it first if needed.
+
+    Images made by ``{% inline_image %}`` (rendered now, or stored as attachments
+    when the email was rendered at enqueue) become related parts of the HTML
+    alternative: ``multipart/related`` holding the HTML and the images.
+    """
     subject, body, html = email_obj.subject, email_obj.message, email_obj.html_message
+    related: list[tuple[bytes, str, str, dict[str, str]]] = []
     if email_obj.context is not None:
         # Stored context means render_on_delivery.
-        if email_obj.template_id is None:
-            from .exceptions import UnknownTemplate
-
-            raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
-        from .rendering import render_template
-
-        rendered = render_template(email_obj.template, email_obj.context)
+        rendered = _render_on_delivery(email_obj)
         subject, body, html = rendered.subject, rendered.message, rendered.html_message
+        related = [(image.content, image.mimetype, image.filename, image.headers) for image in rendered.inline_images]
 
     to, cc, bcc = list(email_obj.to), list(email_obj.cc), list(email_obj.bcc)
     override = po_settings.OVERRIDE_RECIPIENTS
@@ -198,18 +199,109 @@ def build_message(email_obj: Any) -> EmailMessage:
     if email_obj.message_id and not any(k.lower() == "message-id" for k in headers):
         headers["Message-ID"] = email_obj.message_id
 
-    message = QueuedMessage(
-        subject=subject, body=body or html, from_email=email_obj.from_email, to=to, cc=cc, bcc=bcc, headers=headers
-    )
+    attachments = _attachments_of(email_obj)
+    if html:
+        from .inline import is_inline_cid
+
+        for attachment in attachments:
+            if is_inline_cid(attachment.headers):
+                related.append(
+                    (_read_attachment(attachment), _mimetype_of(attachment), attachment.name, attachment.headers)
+                )
+        attachments = [attachment for attachment in attachments if not is_inline_cid(attachment.headers)]
+    else:
+        related = []
+
+    fields: dict[str, Any] = {
+        "subject": subject,
+        "body": body or html,
+        "from_email": email_obj.from_email,
+        "to": to,
+        "cc": cc,
+        "bcc": bcc,
+        "headers": headers,
+    }
+    message = RelatedQueuedMessage(related=related, **fields) if related else QueuedMessage(**fields)
     if body and html:
         message.attach_alternative(html, "text/html")
     elif html:
         message.content_subtype = "html"
     for content, mimetype in email_obj.alternatives or []:
         message.attach_alternative(content, mimetype)
-    for attachment in _attachments_of(email_obj):
+    for attachment in attachments:
         _attach(message, attachment)
     return message
+
+
+def _render_on_delivery(email_obj: Any) -> Any:
+    """Render a render_on_delivery email; every template error is permanent (PostOfficeError or Django's)."""
+    from django.db import DatabaseError
+    from django.template import TemplateDoesNotExist, TemplateSyntaxError
+
+    from .exceptions import PostOfficeError, TemplateRenderError, UnknownTemplate
+    from .rendering import render_template
+
+    if email_obj.template_id is None:
+        raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
+    template = email_obj.template
+    try:
+        return render_template(template, email_obj.context, language=email_obj.language or None)
+    except (PostOfficeError, TemplateSyntaxError, TemplateDoesNotExist, DatabaseError):
+        # Already classified: template errors are permanent, a database outage is not.
+        raise
+    except Exception as error:
+        raise TemplateRenderError(template.name, error) from error
+
+
+class RelatedQueuedMessage(QueuedMessage):
+    """A QueuedMessage whose HTML part is sent as ``multipart/related`` with its inline images."""
+
+    #: ``(content, mimetype, filename, headers)`` of each image the HTML references by ``cid:``.
+    related: list[tuple[bytes, str, str, dict[str, str]]]
+
+    def __init__(self, *args: Any, related: Any = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.related = list(related)
+
+    def message(self, *args: Any, **kwargs: Any) -> Any:
+        msg = super().message(*args, **kwargs)
+        html_part = next(
+            (
+                part
+                for part in msg.walk()
+                if part.get_content_type() == "text/html" and part.get_content_disposition() != "attachment"
+            ),
+            None,
+        )
+        if html_part is not None and self.related:
+            _make_related(html_part, [make_part(*spec) for spec in self.related])
+        return msg
+
+
+def _make_related(part: Any, related_parts: list[Any]) -> None:
+    """Turn a text/html part, in place, into multipart/related holding it and the related parts.
+
+    In place, because the part may be the message itself (an HTML-only email)
+    with its Subject, From and To. Works on both of the standard library's
+    message classes (compat32 ``Message``, which Django 5.2 builds, and
+    ``MIMEPart``, which Django 6.1 builds).
+    """
+    inner: Any = (
+        email.message.MIMEPart(policy=part.policy)
+        if isinstance(part, email.message.MIMEPart)
+        else email.message.Message(policy=part.policy)
+    )
+    content_headers = [(name, value) for name, value in part._headers if name.lower().startswith("content-")]
+    inner._headers = content_headers
+    inner._payload = part._payload
+    inner._charset = getattr(part, "_charset", None)
+    part._headers = [(name, value) for name, value in part._headers if not name.lower().startswith("content-")]
+    part._payload = [inner, *related_parts]
+    part._charset = None
+    part["Content-Type"] = "multipart/related"
+    # RFC 2387: the type of the root part (the first one, the HTML).
+    part.set_param("type", "text/html")
+    part.set_boundary(f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}==")
 
 
 def _attachments_of(email_obj: Any) -> list[Any]:
@@ -229,12 +321,20 @@ def _attachments_of(email_obj: Any) -> list[Any]:
     return list(email_obj.attachments.annotate(_link=Subquery(links.values("id")[:1])).order_by("_link"))
 
 
-def _attach(message: EmailMessage, attachment: Any) -> None:
+def _read_attachment(attachment: Any) -> bytes:
     # A handle of our own: one Attachment row (and its FieldFile) is shared by
     # every email that attaches the same content, and threads build them at once.
     with attachment.file.storage.open(attachment.file.name, "rb") as handle:
-        content = handle.read()
-    mimetype = attachment.mimetype or mimetypes.guess_type(attachment.name)[0] or "application/octet-stream"
+        return bytes(handle.read())
+
+
+def _mimetype_of(attachment: Any) -> str:
+    return attachment.mimetype or mimetypes.guess_type(attachment.name)[0] or "application/octet-stream"
+
+
+def _attach(message: EmailMessage, attachment: Any) -> None:
+    content = _read_attachment(attachment)
+    mimetype = _mimetype_of(attachment)
     if not attachment.headers:
         message.attach(attachment.name or None, content, mimetype)
         return

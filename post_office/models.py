@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from django.core.files.storage import Storage, storages
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -101,6 +101,15 @@ class Email(models.Model):
         related_name="emails",
     )
     language = models.CharField(_("language"), max_length=12, blank=True, default="")
+    #: The language of the template or translation actually used ('' for the base
+    #: template): differs from ``language`` when a missing translation fell back.
+    template_language = models.CharField(
+        _("template language"),
+        max_length=12,
+        blank=True,
+        default="",
+        help_text=_("Language of the translation used; empty for the base template."),
+    )
     backend_alias = models.CharField(_("backend alias"), max_length=64, blank=True, default="")
     message_id = models.CharField(_("Message-ID"), max_length=255, null=True, blank=True, db_index=True)
     # The claim: which worker run holds the email and until when.
@@ -146,25 +155,100 @@ class Email(models.Model):
 
 
 class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
-    """Validates template syntax on bulk paths too."""
+    """Validates syntax and invalidates cached lookups on the bulk paths too."""
 
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         objs = list(objs)
         for obj in objs:
             obj.prepare_for_save()
-        return super().bulk_create(objs, *args, **kwargs)
+        created = super().bulk_create(objs, *args, **kwargs)
+        _invalidate({obj.name for obj in objs})
+        return created
 
     def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> int:
+        from .rendering import normalize_language
+
         objs = list(objs)
         for obj in objs:
+            obj.language = normalize_language(obj.language)
+            obj.validate_name()
             obj.validate_syntax()
-        return super().bulk_update(objs, fields, *args, **kwargs)
+        # Django runs it as update() calls, which invalidate the rows' old names; add the new ones.
+        count = super().bulk_update(objs, fields, *args, **kwargs)
+        _invalidate({obj.name for obj in objs})
+        return count
 
     def update(self, **kwargs: Any) -> int:
-        from .rendering import validate_template_fields
+        from .rendering import normalize_language, validate_template_fields
 
-        validate_template_fields({k: v for k, v in kwargs.items() if k in EmailTemplate.TEMPLATE_FIELDS})
-        return super().update(**kwargs)
+        # Only plain values: bulk_update() passes expressions, validated before it calls this.
+        validate_template_fields(
+            {k: v for k, v in kwargs.items() if k in EmailTemplate.TEMPLATE_FIELDS and isinstance(v, str)}
+        )
+        if "name" in kwargs:
+            from .templated import check_database_template_name
+
+            check_database_template_name(kwargs["name"])
+        if isinstance(kwargs.get("language"), str):
+            kwargs["language"] = normalize_language(kwargs["language"])
+        names = self._names(self)
+        count = super().update(**kwargs)
+        if isinstance(kwargs.get("name"), str):
+            names.add(kwargs["name"])
+        _invalidate(names)
+        return count
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        names = self._names(self)
+        with transaction.atomic(using=self.db):
+            translations = _delete_translations_of(list(self.values_list("pk", flat=True)), self.db)
+            deleted, per_model = super().delete()
+        _invalidate(names)
+        return _add_counts((deleted, per_model), translations)
+
+    @staticmethod
+    def _names(queryset: models.QuerySet[Any]) -> set[str]:
+        """The names whose cached lookups a write to these rows makes stale (none without a cache)."""
+        if not _caching():
+            return set()
+        return set(queryset.order_by().values_list("name", flat=True).distinct())
+
+    bulk_create.alters_data = True  # type: ignore[attr-defined]
+    bulk_update.alters_data = True  # type: ignore[attr-defined]
+    update.alters_data = True  # type: ignore[attr-defined]
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+def _delete_translations_of(pks: list[Any], using: str) -> tuple[int, dict[str, int]]:
+    """Delete the translations of these templates before the templates themselves.
+
+    Left to the cascade, MySQL and MariaDB (which cannot defer constraint checks)
+    would first set the translations' ``default_template`` to NULL, which the
+    check constraint forbids.
+    """
+    if not pks:
+        return 0, {}
+    return models.QuerySet(model=EmailTemplate, using=using).filter(default_template__in=pks).delete()
+
+
+def _add_counts(first: tuple[int, dict[str, int]], second: tuple[int, dict[str, int]]) -> tuple[int, dict[str, int]]:
+    per_model = dict(first[1])
+    for label, count in second[1].items():
+        per_model[label] = per_model.get(label, 0) + count
+    return first[0] + second[0], per_model
+
+
+def _caching() -> bool:
+    from .rendering import template_cache
+
+    return template_cache() is not None
+
+
+def _invalidate(names: Any) -> None:
+    from .rendering import invalidate_templates
+
+    invalidate_templates(names)
 
 
 class EmailTemplate(models.Model):
@@ -219,31 +303,55 @@ class EmailTemplate(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.prepare_for_save()
-        renamed = False
-        if self.pk and self.default_template_id is None:
-            old = type(self).objects.filter(pk=self.pk).values_list("name", flat=True).first()
-            renamed = old is not None and old != self.name
+        old = None
+        if self.pk and (self.default_template_id is None or _caching()):
+            old = type(self)._base_manager.filter(pk=self.pk).values_list("name", flat=True).first()
         super().save(*args, **kwargs)
-        if renamed:
+        if old is not None and old != self.name and self.default_template_id is None:
             # Keep every translation under its base template's name.
             models.QuerySet(model=type(self)).filter(default_template=self).update(name=self.name)
+        _invalidate({self.name, old})
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        name = self.name
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            translations = _delete_translations_of([self.pk], using) if self.pk else (0, {})
+            result = _add_counts(super().delete(*args, **kwargs), translations)
+        _invalidate({name})
+        return result
 
     def validate_syntax(self) -> None:
         from .rendering import validate_template_fields
 
         validate_template_fields({field: getattr(self, field) for field in self.TEMPLATE_FIELDS})
 
+    def validate_name(self) -> None:
+        """Refuse a name starting with ``file:``, which marks file templates."""
+        from .templated import check_database_template_name
+
+        check_database_template_name(self.name)
+
     def prepare_for_save(self) -> None:
+        from .rendering import normalize_language
+
         if self.default_template_id is not None and self.default_template is not None:
             self.name = self.default_template.name
+        # One spelling per language ('pt-BR' and 'pt_BR' are 'pt-br'), so lookups and
+        # the (name, language) constraint treat them as the same language.
+        self.language = normalize_language(self.language)
+        self.validate_name()
         self.validate_syntax()
 
     def clean(self) -> None:
         from django.conf import settings
         from django.core.exceptions import ValidationError
 
-        codes = {code for code, _name in settings.LANGUAGES}
-        if self.language and self.language not in codes:
+        from .rendering import normalize_language
+
+        self.validate_name()
+        codes = {normalize_language(code) for code, _name in settings.LANGUAGES}
+        if self.language and normalize_language(self.language) not in codes:
             raise ValidationError({"language": f"{self.language!r} is not in settings.LANGUAGES."})
         if self.default_template_id and not self.language:
             raise ValidationError({"language": "A translation needs a language."})

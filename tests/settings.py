@@ -36,6 +36,8 @@ MIDDLEWARE = [
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # File templates used by the tests (tests/templates/email/...).
+        "DIRS": [os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core import mail as django_mail
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
@@ -387,6 +388,7 @@ CASES = [
         mentions=("template",),
     ),
     Case("template_name_unknown", {"template": "no-such-template"}, UnknownTemplate, "template", "no-such-template"),
+    # With the language fallback turned off; by default "fr" falls back to the base template.
     Case(
         "template_language_without_translation",
         {"template": "welcome", "language": "fr"},
@@ -394,6 +396,7 @@ CASES = [
         "language",
         "fr",
         mentions=("welcome",),
+        settings={"POST_OFFICE": {**django_settings.POST_OFFICE, "LANGUAGE_FALLBACKS": False}},
     ),
     Case("template_language_unknown", {"template": "welcome", "language": "xx"}, InvalidArgument, "language", "xx"),
     Case(
