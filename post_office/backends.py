@@ -123,6 +123,32 @@ class EmailBackend(BaseEmailBackend):
         return len(queue_many(kwargs_list, label="messages"))
 
 
+def bound_connection(message: Any) -> Any:
+    """The backend a message was given (its ``connection``), or None.
+
+    Read from the instance itself: Django 6.1 keeps it in ``_connection`` behind
+    a property that warns about its deprecation.
+    """
+    attributes = vars(message)
+    return attributes.get("_connection", attributes.get("connection"))
+
+
+def sending_backend(message: Any, using: str | None = None) -> Any:
+    """The backend ``message.send(using=using)`` sends (or sent) through, or None if unknown.
+
+    Django 5.2 keeps the connection ``send()`` used on the message; Django 6.1
+    does not, so it is worked out the way 6.1's ``send()`` chooses it.
+    """
+    bound = bound_connection(message)
+    if not _ACCEPTS_ALIAS:
+        return bound
+    from django.core import mail
+
+    if using is not None:
+        return mail.mailers[using]  # type: ignore[attr-defined]
+    return bound or mail.mailers["default"]  # type: ignore[attr-defined]
+
+
 def _options_of(message: Any, index: int) -> Mapping[str, Any]:
     """The message's queue options; queue_many validates their values like mail.send's."""
     from .exceptions import InvalidArgument
@@ -195,7 +221,7 @@ def set_queue_options(message: _Message, given: Mapping[str, Any], *, check_conn
     check_alias(options.get("backend"))
     if "language" in options:
         options["language"] = check_language(options["language"])
-    connection = getattr(message, "connection", None)
+    connection = bound_connection(message)
     if check_connection and ignored_options(options) and connection is not None:
         if not isinstance(connection, EmailBackend):
             raise InvalidArgument(

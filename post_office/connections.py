@@ -8,6 +8,7 @@ per alias, reused for the whole run and reopened after a disconnect.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from .conf import settings as po_settings
 from .exceptions import DeliveryConfigurationError, UnknownBackend
 
 DEFAULT_ALIAS = "default"
+DJANGO_SMTP = "django.core.mail.backends.smtp.EmailBackend"
 logger = logging.getLogger("post_office")
 
 
@@ -31,9 +33,7 @@ def delivery_aliases() -> set[str]:
     aliases = set(po_settings.BACKENDS)
     if mailers_configured():
         aliases.update(
-            alias
-            for alias, entry in mailers().items()
-            if not is_queueing_backend(entry.get("BACKEND", "django.core.mail.backends.smtp.EmailBackend"))
+            alias for alias, entry in mailers().items() if not is_queueing_backend(entry.get("BACKEND", DJANGO_SMTP))
         )
     return aliases
 
@@ -69,6 +69,11 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
             raise DeliveryConfigurationError(
                 f"Delivery alias {alias!r} names MAILERS[{target!r}], which is the queueing backend itself."
             )
+        if _is_django_smtp(entry.get("BACKEND", DJANGO_SMTP)):
+            # Django's SMTP backend with this entry's OPTIONS, as mailers[target] would make it.
+            from .smtp import EmailBackend as SMTPBackend
+
+            return functools.partial(SMTPBackend, alias=target, **entry.get("OPTIONS", {}))
         from django.core.mail import mailers as django_mailers  # type: ignore[attr-defined]
 
         return lambda: django_mailers[target]
@@ -90,9 +95,18 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
     return backend_class
 
 
+def _is_django_smtp(path: str) -> bool:
+    try:
+        return import_string(path) is DjangoSMTPBackend
+    except ImportError:
+        return False  # reported when the connection is made
+
+
 def accepts_wire(alias: str) -> bool:
     """True when the alias's backend sends serialised stored emails (``send_wire``, see post_office.wire)."""
-    return callable(getattr(backend_factory(alias), "send_wire", None))
+    factory = backend_factory(alias)
+    backend_class = factory.func if isinstance(factory, functools.partial) else factory
+    return callable(getattr(backend_class, "send_wire", None))
 
 
 class ConnectionPool:

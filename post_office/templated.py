@@ -30,7 +30,14 @@ from django.utils import translation
 from templated_mail.mail import BaseEmailMessage
 
 from . import inline, rendering
-from .backends import QUEUE_OPTIONS_ATTRIBUTE, EmailBackend, check_language, ignored_options, set_queue_options
+from .backends import (
+    QUEUE_OPTIONS_ATTRIBUTE,
+    EmailBackend,
+    check_language,
+    ignored_options,
+    sending_backend,
+    set_queue_options,
+)
 from .conf import settings as po_settings
 from .exceptions import InvalidArgument, TemplateSyntaxInvalid, UnknownTemplate
 from .inline import InlineImage
@@ -402,11 +409,11 @@ class TemplatedEmailMessage(BaseEmailMessage):
             kwargs.setdefault(name, list(getattr(self, name)))
         kwargs.setdefault("from_email", self.from_email)
         super().send(to, *args, **kwargs)
-        self._warn_if_options_ignored()
+        self._warn_if_options_ignored(kwargs.get("using"))
 
-    def _warn_if_options_ignored(self) -> None:
+    def _warn_if_options_ignored(self, using: str | None) -> None:
         ignored = ignored_options(getattr(self, QUEUE_OPTIONS_ATTRIBUTE, None) or {})
-        connection = getattr(self, "connection", None)
+        connection = sending_backend(self, using) if ignored else None
         if ignored and connection is not None and not isinstance(connection, EmailBackend):
             logger.warning(
                 "%s was sent at once by %s.%s, which ignores the queue options %s; "

@@ -20,11 +20,11 @@ import re
 import secrets
 import sys
 from dataclasses import dataclass
+from email.header import Header
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 from django.conf import settings
-from django.core.mail.message import forbid_multi_line_headers
 
 from .conf import settings as po_settings
 from .mime import _CANONICAL, _FAST_COMPAT32
@@ -41,6 +41,11 @@ _ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 _BARE = re.compile(rf"({_ADDR_SPEC})\Z")
 _NAMED = re.compile(rf'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.\- ]*|"[ !#-\[\]-~]*") <({_ADDR_SPEC})>\Z')
 _LIST_HEADERS = ("To", "Cc", "Reply-To")
+#: Headers whose non-ASCII values Django encodes address by address.
+_ADDRESS_HEADERS = frozenset(
+    {"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender", "resent-to", "resent-cc"}
+    | {"resent-bcc"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +88,21 @@ def serialize(email: Any) -> Wire | None:
             return None
         encoded.append(part)
 
+    try:
+        data = _message_bytes(email, to, cc, encoded)
+    except _GeneralPath:
+        return None
+    return Wire(sender, recipients, data)
+
+
+def _message_bytes(email: Any, to: list[str], cc: list[str], encoded: list[tuple[bytes, bytes]]) -> bytes:
+    """Headers in the order Django's ``message()`` sets them, then the body (raises _GeneralPath)."""
     headers = {_CANONICAL.get(name.lower(), name): value for name, value in (email.headers or {}).items()}
     if email.message_id and not any(name.lower() == "message-id" for name in headers):
         headers["Message-ID"] = email.message_id
     out: list[bytes] = []
     if len(encoded) == 1:
-        part_headers, part_body = encoded[0]
-        out.append(part_headers)
+        out.append(encoded[0][0])
         boundary = ""
     else:
         # The generator's own boundary format: 15 '=', 19 random digits, '=='.
@@ -119,8 +132,8 @@ def serialize(email: Any) -> Wire | None:
         out.append(_join_parts(encoded, delimiter))
         out.append(f"\r\n--{boundary}--\r\n".encode())
     else:
-        out.append(part_body)
-    return Wire(sender, recipients, b"".join(out))
+        out.append(encoded[0][1])
+    return b"".join(out)
 
 
 def _join_parts(encoded: list[tuple[bytes, bytes]], delimiter: bytes) -> bytes:
@@ -129,9 +142,22 @@ def _join_parts(encoded: list[tuple[bytes, bytes]], delimiter: bytes) -> bytes:
 
 
 def _header(out: list[bytes], name: str, value: Any) -> None:
-    # What SafeMIMEText.__setitem__ stores, folded as compat32 writes it.
-    name, value = forbid_multi_line_headers(name, value, "utf-8")
-    out.append(_POLICY.fold_binary(name, value))
+    """Append a header as Django 5.2's SafeMIMEText stores it and compat32 folds it."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise _GeneralPath  # Django refuses it with its own error
+    if text.isascii():
+        if name.lower() == "subject":
+            text = Header(text).encode()
+    elif name.lower() in _ADDRESS_HEADERS:
+        raise _GeneralPath  # non-ASCII addresses need Django's address encoding
+    else:
+        text = Header(text, "utf-8").encode()
+    out.append(_POLICY.fold_binary(name, text))
+
+
+class _GeneralPath(Exception):
+    """This email needs Django's general path."""
 
 
 def _text_part(text: str, subtype: str) -> tuple[bytes, bytes] | None:
