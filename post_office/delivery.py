@@ -16,8 +16,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -266,8 +267,13 @@ class Worker:
                 mine.update(claimed_by="")
             self.stats.expired += updated
 
-    def claim(self, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
-        """Take up to ``limit`` due emails for this worker; return the claim token and them."""
+    def claim(
+        self, limit: int, ids: Iterable[int] | None = None, record: list[Outcome] | None = None
+    ) -> tuple[str, list[Email]]:
+        """Take up to ``limit`` due emails for this worker; return the claim token and them.
+
+        ``record``: results to write in the same transaction (see ``recording``).
+        """
         token = f"{self.name}:{uuid.uuid4().hex[:16]}"
         if limit <= 0:
             return token, []
@@ -281,21 +287,22 @@ class Worker:
         candidates = Email.objects.due(now).in_sending_order()
         if ids is not None:
             candidates = candidates.filter(id__in=list(ids))
-        if _update_returns_rows():
-            emails = _claim_returning(candidates, limit, claim_values)
-        elif db_connection.features.has_select_for_update_skip_locked:
-            # A short transaction: rows locked by another worker's claim are skipped.
-            with transaction.atomic():
-                claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
-                if claimed:
-                    Email.objects.filter(id__in=claimed).update(**claim_values)
-            emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
-        else:
-            # One UPDATE statement runs under the database's single writer lock,
-            # so two workers cannot both take the same row.
-            subquery = candidates.values("id")[:limit]
-            Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
-            emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+        with self.recording(None, record or []):
+            if _update_returns_rows():
+                emails = _claim_returning(candidates, limit, claim_values)
+            elif db_connection.features.has_select_for_update_skip_locked:
+                # A short transaction: rows locked by another worker's claim are skipped.
+                with transaction.atomic(savepoint=False):
+                    claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+                    if claimed:
+                        Email.objects.filter(id__in=claimed).update(**claim_values)
+                emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+            else:
+                # One UPDATE statement runs under the database's single writer lock,
+                # so two workers cannot both take the same row.
+                subquery = candidates.values("id")[:limit]
+                Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
+                emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
         _load_attachments(emails)
         _load_templates_to_render(emails)
         return token, emails
@@ -332,7 +339,9 @@ class Worker:
                     limit = self._claim_limit(buffer, len(in_flight))
                     if limit <= 0:
                         break  # emails in flight may still fail and leave room for more
-                    token, emails = self.claim(limit)
+                    # Results waiting to be written go in the claim's transaction.
+                    token, emails = self.claim(limit, record=buffer)
+                    buffer, last_flush = [], time.monotonic()
                     if not emails:
                         queue_empty = True
                         break
@@ -414,7 +423,18 @@ class Worker:
         At most four queries for any number of emails: one UPDATE per outcome
         (the per-email retry times go in one CASE expression) and one Log insert.
         """
+        with self.recording(token, outcomes):
+            pass
+
+    @contextmanager
+    def recording(self, token: str | None, outcomes: list[Outcome]) -> Iterator[None]:
+        """Write a chunk of results in a transaction, run the body in the same transaction, then signal.
+
+        The pipeline claims its next batch in the body, so writing results and
+        claiming cost one commit together.
+        """
         if not outcomes:
+            yield
             return
         now = timezone.now()
         sent: list[Email] = []
@@ -469,6 +489,7 @@ class Worker:
                 )
             if logs:
                 _insert_logs(logs, now)
+            yield
         self.stats.sent += len(sent)
         self.stats.failed += len(failed)
         self.stats.requeued += len(requeued)
@@ -587,7 +608,7 @@ def _claim_returning(candidates: QuerySet[Email], limit: int, values: dict[str, 
     subquery = candidates.values("id")[:limit]
     if db_connection.features.has_select_for_update_skip_locked:
         # Django compiles FOR UPDATE only inside a transaction; nothing is executed here.
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             sub_sql, sub_params = subquery.select_for_update(skip_locked=True).query.sql_with_params()
     else:
         sub_sql, sub_params = subquery.query.sql_with_params()
@@ -596,7 +617,12 @@ def _claim_returning(candidates: QuerySet[Email], limit: int, values: dict[str, 
     link = Attachment.emails.through
     assignments = ", ".join(f"{_column(Email, name)} = %s" for name in values)
     assigned = [Email._meta.get_field(name).get_db_prep_save(value, db_connection) for name, value in values.items()]  # type: ignore[union-attr]
-    returning = ", ".join(quote(str(field.column)) for field in Email._meta.concrete_fields)
+    # Columns the claim itself sets are not read back (they are known), nor ``created``
+    # (left deferred): converting them costs more than the rest of the row on SQLite.
+    skipped = {*values, "created"}
+    returning = ", ".join(
+        quote(str(field.column)) for field in Email._meta.concrete_fields if field.name not in skipped
+    )
     claimable = ", ".join(str(int(value)) for value in CLAIMABLE)
     # Only quoted names from the models and Django's compiled subquery go into the text; values are parameters.
     has_attachments = (
@@ -607,6 +633,8 @@ def _claim_returning(candidates: QuerySet[Email], limit: int, values: dict[str, 
         f"RETURNING {returning}, {has_attachments} AS has_attachments"
     )
     emails = list(Email.objects.raw(sql, [*assigned, *sub_params]))
+    for email in emails:
+        email.__dict__.update(values)
     return _in_sending_order(emails)
 
 

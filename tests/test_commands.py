@@ -71,8 +71,8 @@ class SendQueuedMailTest(TestCase):
         claims: list[tuple[int, int]] = []
         original_claim = Worker.claim
 
-        def recording_claim(worker, limit, ids=None):
-            token, emails = original_claim(worker, limit, ids=ids)
+        def recording_claim(worker, limit, ids=None, record=None):
+            token, emails = original_claim(worker, limit, ids=ids, record=record)
             claims.append((limit, len(emails)))
             return token, emails
 
