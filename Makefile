@@ -55,7 +55,7 @@ run: $(BIN)/.installed
 	@echo "Open http://127.0.0.1:8000/admin/ and log in as admin / admin"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-# The benchmark suite (not part of the tests; about 15 minutes). BENCH_ARGS e.g. "--n 10000 --db postgres".
+# The benchmark suite (not part of the tests; about 20 minutes). BENCH_ARGS e.g. "--n 10000 --db postgres".
 # django-post_office runs beside ours when .venv-dpo exists (make bench-dpo-setup).
 BENCH_ARGS ?=
 PY311 ?= python3.11
