@@ -41,6 +41,10 @@ logger = logging.getLogger("post_office")
 #: Results are written once this many are waiting, or after FLUSH_SECONDS.
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.2
+#: A claim that finds nothing while due emails exist (locked by another worker's
+#: claim) is tried again this many times, after 50, 100 and 150 ms.
+LOCKED_RETRIES = 3
+LOCKED_RETRY_SECONDS = 0.05
 #: How often a running pass looks at the pause switch.
 PAUSE_CHECK_SECONDS = 1.0
 
@@ -328,6 +332,7 @@ class Worker:
         last_flush = time.monotonic()
         claimed_total = 0
         queue_empty = False
+        skipped_claims = 0
         brake = _Brake(self)
         try:
             while True:
@@ -343,8 +348,14 @@ class Worker:
                     token, emails = self.claim(limit, record=buffer)
                     buffer, last_flush = [], time.monotonic()
                     if not emails:
+                        if skipped_claims < LOCKED_RETRIES and self._due_but_locked():
+                            # Another worker's claim holds them for a moment: look again shortly.
+                            skipped_claims += 1
+                            time.sleep(LOCKED_RETRY_SECONDS * skipped_claims)
+                            continue
                         queue_empty = True
                         break
+                    skipped_claims = 0
                     claimed_total += len(emails)
                     deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
                     for email in emails:
@@ -383,6 +394,15 @@ class Worker:
             raise
         self.record(None, buffer)
         return claimed_total
+
+    def _due_but_locked(self) -> bool:
+        """True when a claim found nothing although due emails exist.
+
+        With SKIP LOCKED a claim skips the rows another worker's claim has
+        locked at that moment, and MySQL/MariaDB lock every row they examine
+        while sorting, not only the ones they return: the queue only looks empty.
+        """
+        return bool(db_connection.features.has_select_for_update_skip_locked) and Email.objects.due().exists()
 
     def _claim_limit(self, unrecorded: list[Outcome], in_flight: int) -> int:
         """How many emails the next claim may take without overshooting --max-emails or MAX_BATCH."""

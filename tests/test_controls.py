@@ -445,6 +445,45 @@ class MaxConnectionsTest(ControlsTestCase):
 # -- pause ------------------------------------------------------------------------
 
 
+class LockedRowsTest(ControlsTestCase):
+    """With SKIP LOCKED a claim can come back empty while another worker's claim holds due rows."""
+
+    def claims_empty_first(self, empty: int) -> tuple[Any, list[int]]:
+        original, calls = Worker.claim, []
+
+        def claim(worker, limit, ids=None, record=None):
+            calls.append(limit)
+            if len(calls) <= empty:
+                return "someone-else", []  # as if another worker's open claim held every due row
+            return original(worker, limit, ids=ids, record=record)
+
+        return claim, calls
+
+    def test_the_worker_looks_again_instead_of_stopping(self):
+        self.queue_many(2)
+        claim, calls = self.claims_empty_first(2)
+        with (
+            mock.patch.object(Worker, "claim", claim),
+            mock.patch.object(connection.features, "has_select_for_update_skip_locked", True),
+            mock.patch.object(delivery, "LOCKED_RETRY_SECONDS", 0),
+        ):
+            stats = Worker(threads=1).run()
+        self.assertEqual(stats.sent, 2)
+        self.assertEqual(len(calls), 4)  # two empty claims, the one that took both, the last empty one
+
+    def test_it_gives_up_after_a_few_tries(self):
+        self.queue_many(1)
+        claim, calls = self.claims_empty_first(100)
+        with (
+            mock.patch.object(Worker, "claim", claim),
+            mock.patch.object(connection.features, "has_select_for_update_skip_locked", True),
+            mock.patch.object(delivery, "LOCKED_RETRY_SECONDS", 0),
+        ):
+            stats = Worker(threads=1).run()
+        self.assertEqual((stats.sent, len(calls)), (0, 1 + delivery.LOCKED_RETRIES))
+        self.assertEqual(self.counts()[STATUS.queued], 1)  # still there for the next run
+
+
 class PauseTest(ControlsTestCase):
     def test_switch_stops_delivery_but_not_enqueue(self):
         DeliverySwitch.set_paused(True, "provider maintenance")
