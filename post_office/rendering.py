@@ -191,6 +191,22 @@ class _RecordingContext(Context):
         return found
 
 
+def recording_context(data: Mapping[str, Any], missing: dict[str, None], compiled: Any) -> Context:
+    """A context for ``compiled`` that notes in ``missing`` every top-level variable it lacks (strict mode)."""
+    recording = _RecordingContext(dict(data))
+    recording._po_missing = missing
+    recording._po_probed = _probed_names(compiled)
+    return recording
+
+
+def missing_variables_error(missing: Mapping[str, None], source: str) -> MissingVariables:
+    """The strict-mode error naming every missing variable."""
+    names = sorted(missing)
+    return MissingVariables(
+        "context", names, f"{'is' if len(names) == 1 else 'are'} used by {source} but missing from the context"
+    )
+
+
 def _probed_names(compiled: Any) -> frozenset[str]:
     names = getattr(compiled, "_po_probed", None)
     if names is None:
@@ -248,10 +264,7 @@ def render_parts(
         with inline.collecting(compiled.images) as collector:
             rendered_html = compiled.render(html_message, context, autoescape=html_autoescape, missing=missing)
     if missing:
-        names = sorted(missing)
-        raise MissingVariables(
-            "context", names, f"{'is' if len(names) == 1 else 'are'} used by {source} but missing from the context"
-        )
+        raise missing_variables_error(missing, source)
     if auto_plain_text and rendered_html.strip() and not (message or "").strip():
         rendered_message = html_to_text(rendered_html)
     return Rendered(

@@ -176,8 +176,14 @@ def _render(name: str, data: dict[str, Any], *, language: str, request: Any = No
     """Render the three blocks of the file chosen for ``language``."""
     engine = get_engine()
     template, path, file_language = _load(engine, file_template_candidates(name, language), name)
+    # Strict mode (STRICT_TEMPLATE_VARIABLES) notes the variables the blocks use and
+    # the context lacks; a message rendered for a request keeps Django's RequestContext.
+    missing: dict[str, None] | None = {} if po_settings.STRICT_TEMPLATE_VARIABLES and request is None else None
     with translation.override(language or translation.get_language()):
-        context = make_context(data, request=request)
+        if missing is None:
+            context = make_context(data, request=request)
+        else:
+            context = rendering.recording_context(data, missing, template)
         with context.render_context.push_state(template), context.bind_template(template):
             context.template_name = template.name
             blocks = _block_context(template, path, context)
@@ -191,6 +197,8 @@ def _render(name: str, data: dict[str, Any], *, language: str, request: Any = No
             # {% inline_image %} in the HTML: the images to attach as related parts.
             with inline.collecting() as collector:
                 parts["html_body"] = _render_block(blocks, "html_body", context, engine.autoescape, path)
+    if missing:
+        raise rendering.missing_variables_error(missing, path)
     images = tuple(collector.images.values()) if parts["html_body"] else ()
     return _Result(parts=parts, inline_images=images, language=file_language)
 

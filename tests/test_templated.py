@@ -34,6 +34,7 @@ from post_office.exceptions import (
     InvalidEmail,
     InvalidPriority,
     InvalidSchedule,
+    MissingVariables,
     TemplateConflict,
     TemplateSyntaxInvalid,
     UnknownBackend,
@@ -251,6 +252,18 @@ class FileTemplateTests(TestCase):
         with self.assertRaises(InvalidArgument) as caught:
             mail.send(["to@example.com"], template=WELCOME, language="xx")
         self.assertEqual(caught.exception.field, "language")
+
+    @override_settings(POST_OFFICE={"STRICT_TEMPLATE_VARIABLES": True})
+    def test_strict_mode_names_the_missing_variables(self):
+        # welcome.html uses name and user_email; domain, protocol and site_name come from the conventions.
+        with self.assertRaises(MissingVariables) as caught:
+            mail.send(["a@example.com"], "from@example.com", template="file:email/welcome.html", context={})
+        self.assertEqual(caught.exception.value, ["name", "user_email"])
+        self.assertIn("used by email/welcome.html but missing from the context", str(caught.exception))
+        self.assertEqual(Email.objects.count(), 0)
+        context = {"name": "Ann", "user_email": "ann@example.com"}
+        sent = mail.send(["a@example.com"], "from@example.com", template="file:email/welcome.html", context=context)
+        self.assertIn("Hello Ann", sent.message)
 
     def test_subject_with_template_is_a_conflict(self):
         with self.assertRaises(TemplateConflict):
