@@ -33,7 +33,15 @@ class EmailAdmin(admin.ModelAdmin):
     inlines = [LogInline]
     actions = ["requeue"]
     # template_language: the translation actually used (a fallback when it differs from language).
-    readonly_fields = ("created", "last_updated", "claimed_by", "lease_expires_at", "message_id", "template_language")
+    readonly_fields = (
+        "created",
+        "last_updated",
+        "claimed_by",
+        "lease_expires_at",
+        "message_id",
+        "template_language",
+        "template_file",
+    )
 
     @admin.display(description=_("to"))
     def recipients(self, obj: Email) -> str:

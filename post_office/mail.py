@@ -31,7 +31,7 @@ from .models import PRIORITY, STATUS, Email, EmailTemplate
 from .notify import notify_queued
 from .rendering import TemplateLookup, normalize_language, render_parts, render_template
 from .signals import email_queued
-from .templated import is_file_template, render_file_template
+from .templated import find_file_template, is_file_template, render_file_template
 from .validation import (
     check_json_context,
     check_no_line_breaks,
@@ -268,11 +268,17 @@ def _render_file_template(
     language: str,
     render_on_delivery: bool,
 ) -> None:
-    """Render a ``file:`` template (django-templated-mail's block format) into the email."""
+    """Render a ``file:`` template (django-templated-mail's block format) into the email.
+
+    With ``render_on_delivery`` the file is only looked up now (it must exist
+    and compile); the context is stored and the file rendered at delivery.
+    """
     if render_on_delivery:
-        raise InvalidArgument(
-            "render_on_delivery", True, f"cannot be used with the file template {template!r}; it is rendered now"
-        )
+        _path, email.template_language = find_file_template(template, language)
+        email.template_file = template
+        email.language = language
+        email.context = check_json_context(context or {})
+        return
     rendered = render_file_template(template, context or {}, language)
     email.template_language = rendered.language
     email.subject, email.message, email.html_message = rendered.subject, rendered.message, rendered.html_message

@@ -241,6 +241,15 @@ def _render_on_delivery(email_obj: Any) -> Any:
     from .exceptions import PostOfficeError, TemplateRenderError, UnknownTemplate
     from .rendering import render_template
 
+    if email_obj.template_file:
+        from .templated import render_file_template
+
+        try:
+            return render_file_template(email_obj.template_file, email_obj.context, email_obj.language or "")
+        except (PostOfficeError, TemplateSyntaxError, TemplateDoesNotExist, DatabaseError):
+            raise
+        except Exception as error:
+            raise TemplateRenderError(email_obj.template_file, error) from error
     if email_obj.template_id is None:
         raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
     template = email_obj.template

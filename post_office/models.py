@@ -110,6 +110,14 @@ class Email(models.Model):
         default="",
         help_text=_("Language of the translation used; empty for the base template."),
     )
+    #: A ``file:`` template rendered at delivery (``render_on_delivery``); ``template`` is then empty.
+    template_file = models.CharField(
+        _("file template"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("File template (file:...) this email is rendered from at delivery."),
+    )
     backend_alias = models.CharField(_("backend alias"), max_length=64, blank=True, default="")
     message_id = models.CharField(_("Message-ID"), max_length=255, null=True, blank=True, db_index=True)
     # The claim: which worker run holds the email and until when.

@@ -203,6 +203,16 @@ def _render(name: str, data: dict[str, Any], *, language: str, request: Any = No
     return _Result(parts=parts, inline_images=images, language=file_language)
 
 
+def find_file_template(name: str, language: str = "") -> tuple[str, str]:
+    """The path and language of the file ``name`` resolves to for ``language``; raise if none compiles.
+
+    What ``render_on_delivery`` checks when the email is queued: the file
+    exists (for the language chain) and compiles.
+    """
+    _template, path, file_language = _load(get_engine(), file_template_candidates(name, check_language(language)), name)
+    return path, file_language
+
+
 def _load(engine: Any, candidates: Sequence[tuple[str, str]], name: str) -> tuple[Template, str, str]:
     for path, language in candidates:
         try:

@@ -9,15 +9,19 @@ import datetime
 import email
 import email.policy
 import pickle
+import shutil
+import tempfile
 import threading
 from email.utils import getaddresses
 from typing import Any
 from unittest import mock
 
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core import mail as django_mail
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.mail import EmailMessage
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import connection
@@ -31,6 +35,7 @@ from post_office import mail
 from post_office.delivery import Worker
 from post_office.exceptions import (
     InvalidArgument,
+    InvalidContext,
     InvalidEmail,
     InvalidPriority,
     InvalidSchedule,
@@ -40,7 +45,7 @@ from post_office.exceptions import (
     UnknownBackend,
     UnknownTemplate,
 )
-from post_office.models import PRIORITY, Email, EmailTemplate
+from post_office.models import PRIORITY, STATUS, Email, EmailTemplate
 from post_office.templated import (
     TemplatedEmailMessage,
     file_template_candidates,
@@ -269,12 +274,69 @@ class FileTemplateTests(TestCase):
         with self.assertRaises(TemplateConflict):
             mail.send(["to@example.com"], template=WELCOME, subject="Hi")
 
-    def test_render_on_delivery_is_refused_for_file_templates(self):
-        with self.assertRaises(InvalidArgument) as caught:
-            mail.send(["to@example.com"], template=WELCOME, context={"name": "A"}, render_on_delivery=True)
-        self.assertEqual(caught.exception.field, "render_on_delivery")
-        self.assertIn("file template", str(caught.exception))
+    def test_render_on_delivery_renders_the_file_when_sent(self):
+        email_obj = mail.send(
+            ["to@example.com"], "from@example.com", template=WELCOME, context={"name": "Ann"}, render_on_delivery=True
+        )
+        stored = Email.objects.get(pk=email_obj.pk)
+        self.assertEqual((stored.template_file, stored.context, stored.subject), (WELCOME, {"name": "Ann"}, ""))
+        self.assertIsNone(stored.template)
+        with translation.override("de"):  # the stored language (none: the base file) decides, not the active one
+            self.assertEqual(Worker().run().sent, 1)
+        [sent] = django_mail.outbox
+        self.assertIn("Welcome to", sent.subject)
+        self.assertIn("Hello Ann", sent.body)
+
+    def test_render_on_delivery_uses_the_language_chain_at_delivery(self):
+        email_obj = mail.send(
+            ["to@example.com"], template=WELCOME, context={"name": "Ann"}, language="de", render_on_delivery=True
+        )
+        self.assertEqual(Email.objects.get(pk=email_obj.pk).template_language, "de")
+        self.assertEqual(Worker().run().sent, 1)
+        self.assertEqual(django_mail.outbox[0].subject, "Willkommen, Ann")
+
+    def test_render_on_delivery_checks_the_file_when_queued(self):
+        with self.assertRaises(UnknownTemplate) as caught:
+            mail.send(["to@example.com"], template="file:email/missing.html", render_on_delivery=True)
+        self.assertIn("email/missing.html", str(caught.exception))
+        with self.assertRaises(TemplateSyntaxInvalid):
+            mail.send(["to@example.com"], template="file:email/broken.html", render_on_delivery=True)
+        with self.assertRaises(InvalidContext):  # the context is stored as JSON
+            mail.send(["to@example.com"], template=WELCOME, context={"when": object()}, render_on_delivery=True)
         self.assertEqual(Email.objects.count(), 0)
+
+    def test_a_file_that_breaks_before_delivery_fails_for_good(self):
+        email_obj = mail.send(["to@example.com"], template=WELCOME, context={"name": "A"}, render_on_delivery=True)
+        Email.objects.filter(pk=email_obj.pk).update(template_file="file:email/gone.html")
+        with self.settings(POST_OFFICE={**django_settings.POST_OFFICE, "MAX_RETRIES": 3, "LOG_LEVEL": 1}):
+            stats = Worker().run()
+        self.assertEqual((stats.sent, stats.failed, stats.requeued), (0, 1, 0))
+        stored = Email.objects.get(pk=email_obj.pk)
+        self.assertEqual((stored.status, stored.number_of_retries), (STATUS.failed, 0))
+        self.assertEqual(list(stored.logs.values_list("exception_type", flat=True)), ["UnknownTemplate"])
+
+    def test_render_on_delivery_inline_image_arrives_as_a_related_part(self):
+        media = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, media)
+        with override_settings(MEDIA_ROOT=media):
+            default_storage.save("mail/logo.png", ContentFile(PNG))
+            with SMTPSink() as sink, delivering_to(sink):
+                mail.send(
+                    ["to@example.com"],
+                    template="file:email/with_logo.html",
+                    context={"logo": "mail/logo.png"},
+                    render_on_delivery=True,
+                )
+                self.assertEqual(Worker().run().sent, 1)
+        [received] = sink.messages
+        self.assertEqual(
+            structure(received.message),
+            ("multipart/alternative", ["text/plain", ("multipart/related", ["text/html", "image/png"])]),
+        )
+        image = [part for part in received.message.walk() if part.get_content_type() == "image/png"][0]
+        html = [part for part in received.message.walk() if part.get_content_type() == "text/html"][0]
+        self.assertIn(f'src="cid:{image["Content-ID"].strip("<>")}"', html.get_content())
+        self.assertEqual(image.get_payload(decode=True), PNG)
 
     def test_database_template_names_cannot_start_with_file(self):
         for save in (
