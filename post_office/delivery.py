@@ -17,10 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.db import connection as db_connection
@@ -327,6 +328,9 @@ class Worker:
         # Claim more once fewer than this many emails are waiting or in flight.
         low_water = max(2 * self.threads, self.batch_size // 2)
         in_flight: dict[Future[Outcome | None], tuple[str, Email]] = {}
+        # Finished futures arrive here (a done callback each): waiting costs the
+        # same however many emails are in flight, unlike concurrent.futures.wait.
+        completed: SimpleQueue[Future[Outcome | None]] = SimpleQueue()
         deadlines: dict[str, float] = {}
         buffer: list[Outcome] = []
         last_flush = time.monotonic()
@@ -359,7 +363,9 @@ class Worker:
                     claimed_total += len(emails)
                     deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
                     for email in emails:
-                        in_flight[executor.submit(_send_unless_braked, brake, email, pool, throttle)] = (token, email)
+                        future = executor.submit(_send_unless_braked, brake, email, pool, throttle)
+                        in_flight[future] = (token, email)
+                        future.add_done_callback(completed.put)
                 if not in_flight:
                     if not any(outcome.error for outcome in buffer) or self._limit_reached(buffer):
                         break
@@ -368,11 +374,11 @@ class Worker:
                     buffer, last_flush = [], time.monotonic()
                     queue_empty = False
                     continue
-                done, _running = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
                 skipped: dict[str, list[Email]] = {}
-                for future in done:
-                    token, email = in_flight.pop(future)
-                    _collect(future, token, email, buffer, skipped)
+                for future in _finished(completed, timeout=FLUSH_SECONDS):
+                    entry = in_flight.pop(future, None)
+                    if entry is not None:  # None: already handled by _give_back
+                        _collect(future, entry[0], entry[1], buffer, skipped)
                 for token, emails in skipped.items():
                     self.release(token, emails)
                 if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
@@ -552,6 +558,19 @@ def _send_unless_braked(brake: _Brake, email: Email, pool: ConnectionPool, throt
     outcome = send_one(email, pool, throttle)
     brake.note(outcome)
     return outcome
+
+
+def _finished(completed: SimpleQueue[Future[Outcome | None]], timeout: float) -> list[Future[Outcome | None]]:
+    """The futures finished so far; waits up to ``timeout`` for the first one."""
+    try:
+        done = [completed.get(timeout=timeout)]
+    except Empty:
+        return []
+    while True:
+        try:
+            done.append(completed.get_nowait())
+        except Empty:
+            return done
 
 
 def _collect(
