@@ -233,6 +233,38 @@ class Suite:
                 ok=stats["messages"] == count and not stats["duplicates"],
             )
 
+    def sink_group(
+        self,
+        db: str,
+        packages: list[tuple[str, dict[int, str]]],
+        ours_queue: str,
+        group: str,
+        label: str,
+        sink: harness.Sink | None,
+    ) -> None:
+        """Delivery of N emails to one SMTP sink: both packages with their defaults, ours with 1 and 4 connections."""
+        n = self.args.n
+        for package, names in packages:
+            self.add(
+                self.best(package, db, names[n], "deliver", sink=sink), key=f"deliver {label} default", group=group
+            )
+        for threads in (1, 4):
+            self.add(
+                self.best(
+                    "ours",
+                    db,
+                    ours_queue,
+                    "deliver",
+                    "--threads",
+                    str(threads),
+                    sink=sink,
+                    BENCH_MAX_CONNECTIONS=str(threads),
+                ),
+                key=f"deliver {label} c{threads}",
+                group=group,
+                connections=threads,
+            )
+
     def database(self, db: str, groups: set[str]) -> None:
         args = self.args
         n = args.n
@@ -267,52 +299,9 @@ class Suite:
                     key="deliver counting",
                     group="deliver",
                 )
-        if "smtp" in groups:
-            for package, names in packages:
-                self.add(
-                    self.best(package, db, names[n], "deliver", sink=self.sink),
-                    key="deliver sink0 default",
-                    group="smtp",
-                )
-            for threads in (1, 4):
-                self.add(
-                    self.best(
-                        "ours",
-                        db,
-                        ours[n],
-                        "deliver",
-                        "--threads",
-                        str(threads),
-                        sink=self.sink,
-                        BENCH_MAX_CONNECTIONS=str(threads),
-                    ),
-                    key=f"deliver sink0 c{threads}",
-                    group="smtp",
-                    connections=threads,
-                )
-        if "aiosmtpd" in groups:
-            for package, names in packages:
-                self.add(
-                    self.best(package, db, names[n], "deliver", sink=self.real_sink),
-                    key="deliver aiosmtpd default",
-                    group="aiosmtpd",
-                )
-            for threads in (1, 4):
-                self.add(
-                    self.best(
-                        "ours",
-                        db,
-                        ours[n],
-                        "deliver",
-                        "--threads",
-                        str(threads),
-                        sink=self.real_sink,
-                        BENCH_MAX_CONNECTIONS=str(threads),
-                    ),
-                    key=f"deliver aiosmtpd c{threads}",
-                    group="aiosmtpd",
-                    connections=threads,
-                )
+        for group, label, sink in (("smtp", "sink0", self.sink), ("aiosmtpd", "aiosmtpd", self.real_sink)):
+            if group in groups:
+                self.sink_group(db, packages, ours[n], group, label, sink)
         if "smtp20" in groups:
             for package, names in packages:
                 self.add(
@@ -510,58 +499,34 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         def rate(table: dict[str, dict[str, Any]], key: str) -> float | None:
             return table[key]["rate"] if key in table else None
 
-        smtp, smtp_dpo = rate(ours, "deliver sink0 default"), rate(dpo, "deliver sink0 default")
-        limit = limit_for(records, "deliver sink0 default", ours.get("deliver sink0 default", {}).get("connections"))
-        if smtp:
-            vs_dpo = ratio(smtp, smtp_dpo)
-            vs_limit = ratio(smtp, limit and limit["rate"])
+        for label, title in (("sink0", "SMTP sink"), ("aiosmtpd", "aiosmtpd sink")):
+            key = f"deliver {label} default"
+            mine, theirs = rate(ours, key), rate(dpo, key)
+            if not mine:
+                continue
+            connections = ours[key]["connections"]
+            limit = limit_for(records, key, connections)
+            vs_dpo, vs_limit = ratio(mine, theirs), ratio(mine, limit and limit["rate"])
             add(
-                "SMTP sink: >= 2x django-post_office",
+                f"{title}: >= 2x django-post_office",
                 db,
                 None if vs_dpo is None else vs_dpo >= 2,
-                f"{smtp:.0f} vs {fmt(smtp_dpo)} emails/s = {fmt(vs_dpo, '.2f')}x",
+                f"{mine:.0f} vs {fmt(theirs)} emails/s = {fmt(vs_dpo, '.2f')}x",
             )
             add(
-                f"SMTP sink: >= 60% of the smtplib limit, same connections ({ours['deliver sink0 default']['connections']})",
+                f"{title}: >= 60% of the smtplib limit, same connections ({connections})",
                 db,
                 None if vs_limit is None else vs_limit >= 0.6,
-                f"{smtp:.0f} vs {fmt(limit and limit['rate'])} emails/s = {fmt(vs_limit and vs_limit * 100)}%",
+                f"{mine:.0f} vs {fmt(limit and limit['rate'])} emails/s = {fmt(vs_limit and vs_limit * 100)}%",
             )
             for connections in (1, 4):
-                mine = rate(ours, f"deliver sink0 c{connections}")
-                same = limit_for(records, "deliver sink0", connections)
-                if mine and same:
+                fixed, same = rate(ours, f"deliver {label} c{connections}"), limit_for(records, label, connections)
+                if fixed and same:
                     add(
-                        f"SMTP sink, {connections} connection(s): >= 60% of the smtplib limit",
+                        f"{title}, {connections} connection(s): >= 60% of the smtplib limit",
                         db,
-                        mine / same["rate"] >= 0.6,
-                        f"{mine:.0f} vs {same['rate']:.0f} emails/s = {mine / same['rate'] * 100:.0f}%",
-                    )
-        real, real_dpo = rate(ours, "deliver aiosmtpd default"), rate(dpo, "deliver aiosmtpd default")
-        if real:
-            connections = ours["deliver aiosmtpd default"]["connections"]
-            real_limit = limit_for(records, "deliver aiosmtpd default", connections)
-            vs_dpo, vs_limit = ratio(real, real_dpo), ratio(real, real_limit and real_limit["rate"])
-            add(
-                "aiosmtpd sink: >= 2x django-post_office",
-                db,
-                None if vs_dpo is None else vs_dpo >= 2,
-                f"{real:.0f} vs {fmt(real_dpo)} emails/s = {fmt(vs_dpo, '.2f')}x",
-            )
-            add(
-                f"aiosmtpd sink: >= 60% of the smtplib limit, same connections ({connections})",
-                db,
-                None if vs_limit is None else vs_limit >= 0.6,
-                f"{real:.0f} vs {fmt(real_limit and real_limit['rate'])} emails/s = {fmt(vs_limit and vs_limit * 100)}%",
-            )
-            for connections in (1, 4):
-                mine, same = rate(ours, f"deliver aiosmtpd c{connections}"), limit_for(records, "aiosmtpd", connections)
-                if mine and same:
-                    add(
-                        f"aiosmtpd sink, {connections} connection(s): >= 60% of the smtplib limit",
-                        db,
-                        mine / same["rate"] >= 0.6,
-                        f"{mine:.0f} vs {same['rate']:.0f} emails/s = {mine / same['rate'] * 100:.0f}%",
+                        fixed / same["rate"] >= 0.6,
+                        f"{fixed:.0f} vs {same['rate']:.0f} emails/s = {fixed / same['rate'] * 100:.0f}%",
                     )
         slow, slow_dpo = rate(ours, "deliver sink20 default"), rate(dpo, "deliver sink20 default")
         if slow:

@@ -12,9 +12,11 @@ import mimetypes
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email._policybase import Compat32
 from email.mime.base import MIMEBase
+from functools import partial
 from typing import Any
 
 import django
@@ -241,25 +243,24 @@ def _render_on_delivery(email_obj: Any) -> Any:
     from .exceptions import PostOfficeError, TemplateRenderError, UnknownTemplate
     from .rendering import render_template
 
+    render: Callable[[], Any]
     if email_obj.template_file:
         from .templated import render_file_template
 
-        try:
-            return render_file_template(email_obj.template_file, email_obj.context, email_obj.language or "")
-        except (PostOfficeError, TemplateSyntaxError, TemplateDoesNotExist, DatabaseError):
-            raise
-        except Exception as error:
-            raise TemplateRenderError(email_obj.template_file, error) from error
-    if email_obj.template_id is None:
-        raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
-    template = email_obj.template
+        name = email_obj.template_file
+        render = partial(render_file_template, name, email_obj.context, email_obj.language or "")
+    else:
+        if email_obj.template_id is None:
+            raise UnknownTemplate("template", None, "was deleted; this email was to be rendered from it on delivery")
+        name = email_obj.template.name
+        render = partial(render_template, email_obj.template, email_obj.context, language=email_obj.language or None)
     try:
-        return render_template(template, email_obj.context, language=email_obj.language or None)
+        return render()
     except (PostOfficeError, TemplateSyntaxError, TemplateDoesNotExist, DatabaseError):
         # Already classified: template errors are permanent, a database outage is not.
         raise
     except Exception as error:
-        raise TemplateRenderError(template.name, error) from error
+        raise TemplateRenderError(name, error) from error
 
 
 class RelatedQueuedMessage(QueuedMessage):
