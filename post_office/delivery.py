@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Case, F, Model, Q, QuerySet, Value, When
+from django.db.models import Case, F, JSONField, Model, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .conf import settings as po_settings
@@ -294,7 +294,7 @@ class Worker:
             candidates = candidates.filter(id__in=list(ids))
         with self.recording(None, record or []):
             if _update_returns_rows():
-                emails = _claim_returning(candidates, limit, claim_values)
+                emails = _claim_returning(candidates if ids is not None else None, limit, claim_values, now)
             elif db_connection.features.has_select_for_update_skip_locked:
                 # A short transaction: rows locked by another worker's claim are skipped.
                 with transaction.atomic(savepoint=False):
@@ -472,8 +472,6 @@ class Worker:
             if error is None:
                 sent.append(email)
                 email.status = STATUS.sent
-                if self.log_level >= 2:
-                    logs.append((email.pk, STATUS.sent, "", ""))
                 continue
             decision = decide(email, error, now)
             if decision.retry:
@@ -503,7 +501,7 @@ class Worker:
         released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
         with transaction.atomic():
             if sent:
-                _still_claimed(sent, tokens).update(status=STATUS.sent, **released)
+                _record_sent(sent, tokens, now, log=self.log_level >= 2)
             if failed:
                 _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
             if requeued:
@@ -635,7 +633,9 @@ def _column(model: type[Model], name: str) -> str:
     return str(db_connection.ops.quote_name(field.column))
 
 
-def _claim_returning(candidates: QuerySet[Email], limit: int, values: dict[str, Any]) -> list[Email]:
+def _claim_returning(
+    candidates: QuerySet[Email] | None, limit: int, values: dict[str, Any], now: datetime
+) -> list[Email]:
     """Claim and fetch a batch in one statement, in sending order.
 
     ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING``
@@ -644,37 +644,160 @@ def _claim_returning(candidates: QuerySet[Email], limit: int, values: dict[str, 
     without a second query. Each row also says whether the email has
     attachments, so the attachment query runs only when one does.
     """
-    subquery = candidates.values("id")[:limit]
-    if db_connection.features.has_select_for_update_skip_locked:
-        # Django compiles FOR UPDATE only inside a transaction; nothing is executed here.
-        with transaction.atomic(savepoint=False):
-            sub_sql, sub_params = subquery.select_for_update(skip_locked=True).query.sql_with_params()
-    else:
-        sub_sql, sub_params = subquery.query.sql_with_params()
-    quote = db_connection.ops.quote_name
-    table, pk = quote(Email._meta.db_table), _column(Email, "id")
-    link = Attachment.emails.through
-    assignments = ", ".join(f"{_column(Email, name)} = %s" for name in values)
-    assigned = [Email._meta.get_field(name).get_db_prep_save(value, db_connection) for name, value in values.items()]  # type: ignore[union-attr]
-    # Columns the claim itself sets are not read back (they are known), nor ``created``
-    # (left deferred): converting them costs more than the rest of the row on SQLite.
-    skipped = {*values, "created"}
-    returning = ", ".join(
-        quote(str(field.column)) for field in Email._meta.concrete_fields if field.name not in skipped
-    )
-    claimable = ", ".join(str(int(value)) for value in CLAIMABLE)
-    # Only quoted names from the models and Django's compiled subquery go into the text; values are parameters.
-    has_attachments = (
-        f"EXISTS (SELECT 1 FROM {quote(link._meta.db_table)} WHERE {_column(link, 'email')} = {table}.{pk})"  # noqa: S608
-    )
-    sql = (
-        f"UPDATE {table} SET {assignments} WHERE {pk} IN ({sub_sql}) AND {_column(Email, 'status')} IN ({claimable}) "  # noqa: S608
-        f"RETURNING {returning}, {has_attachments} AS has_attachments"
-    )
-    emails = list(Email.objects.raw(sql, [*assigned, *sub_params]))
-    for email in emails:
-        email.__dict__.update(values)
+    statement = _ClaimStatement.get(candidates, limit, now)
+    params = [
+        Email._meta.get_field(name).get_db_prep_save(values[name], db_connection)  # type: ignore[union-attr]
+        for name in _ClaimStatement.ASSIGNED
+    ]
+    with db_connection.cursor() as cursor:
+        cursor.execute(statement.sql, [*params, *statement.params(now)])
+        rows = cursor.fetchall()
+    emails = _RowLoader.get().emails(rows, values)
     return _in_sending_order(emails)
+
+
+class _ClaimStatement:
+    """The claim's UPDATE ... RETURNING text, compiled once per batch size and sending order.
+
+    Compiling the due() queryset costs the main thread most of a millisecond
+    per batch; the text only changes with the limit, the sending order and
+    the database. The current time, the only parameter that changes, is found
+    by compiling with a marker time in its place.
+    """
+
+    _cache: dict[tuple[Any, ...], _ClaimStatement] = {}
+
+    def __init__(self, sql: str, params: list[Any], now_positions: list[int]) -> None:
+        self.sql, self._params, self._now_positions = sql, params, now_positions
+
+    def params(self, now: datetime) -> list[Any]:
+        params = list(self._params)
+        if self._now_positions:
+            adapted = _adapt_datetime(now)
+            for position in self._now_positions:
+                params[position] = adapted
+        return params
+
+    @classmethod
+    def get(cls, candidates: QuerySet[Email] | None, limit: int, now: datetime) -> _ClaimStatement:
+        """The statement for the due emails (``candidates`` None), or for a narrower queryset (compiled each time)."""
+        if candidates is not None:
+            return cls._compile(candidates, limit, None)
+        key = (db_connection.alias, db_connection.vendor, limit, tuple(po_settings.SENDING_ORDER))
+        statement = cls._cache.get(key)
+        if statement is None:
+            marker = now.replace(year=1901, microsecond=123457)
+            statement = cls._cache[key] = cls._compile(Email.objects.due(marker).in_sending_order(), limit, marker)
+        return statement
+
+    @classmethod
+    def _compile(cls, candidates: QuerySet[Email], limit: int, marker: datetime | None) -> _ClaimStatement:
+        subquery = candidates.values("id")[:limit]
+        if db_connection.features.has_select_for_update_skip_locked:
+            # Django compiles FOR UPDATE only inside a transaction; nothing is executed here.
+            with transaction.atomic(savepoint=False):
+                sub_sql, sub_params = subquery.select_for_update(skip_locked=True).query.sql_with_params()
+        else:
+            sub_sql, sub_params = subquery.query.sql_with_params()
+        quote = db_connection.ops.quote_name
+        table, pk = quote(Email._meta.db_table), _column(Email, "id")
+        link = Attachment.emails.through
+        assignments = ", ".join(f"{_column(Email, name)} = %s" for name in _ClaimStatement.ASSIGNED)
+        returning = ", ".join(quote(column) for column in _RowLoader.get().columns)
+        claimable = ", ".join(str(int(value)) for value in CLAIMABLE)
+        # Only quoted names from the models and Django's compiled subquery go into the text; values are parameters.
+        has_attachments = (
+            f"EXISTS (SELECT 1 FROM {quote(link._meta.db_table)} WHERE {_column(link, 'email')} = {table}.{pk})"  # noqa: S608
+        )
+        sql = (
+            f"UPDATE {table} SET {assignments} WHERE {pk} IN ({sub_sql}) AND {_column(Email, 'status')} IN ({claimable}) "  # noqa: S608
+            f"RETURNING {returning}, {has_attachments} AS has_attachments"
+        )
+        positions = []
+        if marker is not None:
+            adapted = _adapt_datetime(marker)
+            positions = [index for index, param in enumerate(sub_params) if param == adapted]
+        return cls(sql, list(sub_params), positions)
+
+    #: The columns the claim sets, in the order of its parameters.
+    ASSIGNED = ("status", "claimed_by", "lease_expires_at", "last_updated")
+
+
+def _adapt_datetime(value: datetime) -> Any:
+    """A datetime as the database driver takes it in a query (what a lookup on a DateTimeField passes)."""
+    return Email._meta.get_field("scheduled_time").get_db_prep_value(value, db_connection, prepared=False)  # type: ignore[union-attr]
+
+
+class _RowLoader:
+    """Turns the rows a claim returns into Email instances, with the fields' own converters.
+
+    What ``Email.objects.raw()`` does, without resolving the columns and
+    building converters again for every batch. The columns the claim sets are
+    not read back (their values are known), nor ``created`` (left deferred).
+    Empty JSON lists and objects, most of an email's JSON columns, skip the
+    JSON parser.
+    """
+
+    _cache: dict[tuple[str, str], _RowLoader] = {}
+
+    def __init__(self) -> None:
+        fields = [field for field in Email._meta.concrete_fields if field.name != "created"]
+        returned = [field for field in fields if field.name not in _ClaimStatement.ASSIGNED]
+        self.columns = [str(field.column) for field in returned]
+        #: For each returned column: its converters (the fields' own, as a queryset applies them).
+        self.converters: list[tuple[int, list[Callable[..., Any]], Any]] = []
+        for index, column in enumerate(returned):
+            expression = column.get_col(Email._meta.db_table)
+            converters = db_connection.ops.get_db_converters(expression) + expression.get_db_converters(db_connection)
+            if isinstance(column, JSONField) and column.decoder is None:
+                converters = [_json_value if c == column.from_db_value else c for c in converters]
+            if converters:
+                self.converters.append((index, converters, expression))
+        #: Where each returned column goes among the loaded fields (in model order), and where each claim value goes.
+        self.names = {field.attname for field in fields}
+        slot = {column.name: position for position, column in enumerate(fields)}
+        self.placement = [(slot[column.name], index) for index, column in enumerate(returned)]
+        self.claim_slots = [(slot[name], name) for name in _ClaimStatement.ASSIGNED]
+        self.width = len(fields)
+
+    @classmethod
+    def get(cls) -> _RowLoader:
+        key = (db_connection.alias, db_connection.vendor)
+        loader = cls._cache.get(key)
+        if loader is None:
+            loader = cls._cache[key] = cls()
+        return loader
+
+    def emails(self, rows: list[tuple[Any, ...]], values: dict[str, Any]) -> list[Email]:
+        """Instances for the returned rows (each ending in the has_attachments flag); ``values``: what the claim set."""
+        alias, converters, placement, names = db_connection.alias, self.converters, self.placement, self.names
+        template: list[Any] = [None] * self.width
+        for slot, name in self.claim_slots:
+            template[slot] = values[name]
+        emails = []
+        for row in rows:
+            data = list(row)
+            for index, functions, expression in converters:
+                value = data[index]
+                for function in functions:
+                    value = function(value, expression, db_connection)
+                data[index] = value
+            loaded = template.copy()
+            for slot, index in placement:
+                loaded[slot] = data[index]
+            email = Email.from_db(alias, names, loaded)
+            email.has_attachments = bool(row[-1])  # type: ignore[attr-defined]
+            emails.append(email)
+        return emails
+
+
+def _json_value(value: Any, expression: Any, connection: Any) -> Any:
+    """``JSONField.from_db_value`` for a field without a custom decoder, with empty lists and objects made directly."""
+    if value == "[]":
+        return []
+    if value == "{}":
+        return {}
+    return expression.target.from_db_value(value, expression, connection)
 
 
 def _in_sending_order(emails: list[Email]) -> list[Email]:
@@ -726,6 +849,49 @@ def _load_attachments(emails: list[Email]) -> None:
         per_email.setdefault(email_id, []).append(rows[attachment_id])
     for email in emails:
         email.loaded_attachments = per_email.get(email.pk, [])
+
+
+def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: datetime, log: bool) -> None:
+    """Mark sent emails (where still held under their claim) and write their Log rows.
+
+    The hot path of every chunk: one UPDATE per claim token and one
+    ``INSERT ... SELECT`` for the Log rows, with only the ids as parameters.
+    """
+    quote = db_connection.ops.quote_name
+    table, pk = quote(Email._meta.db_table), _column(Email, "id")
+    status, claimed_by = _column(Email, "status"), _column(Email, "claimed_by")
+    when = _adapt_datetime(now)
+    by_token: dict[str | None, list[int]] = {}
+    for email in emails:
+        by_token.setdefault(tokens[email.pk], []).append(email.pk)
+    with db_connection.cursor() as cursor:
+        for token, ids in by_token.items():
+            for chunk in _chunks(ids):
+                sql = (
+                    f"UPDATE {table} SET {status} = %s, {claimed_by} = '', {_column(Email, 'lease_expires_at')} = NULL, "  # noqa: S608
+                    f"{_column(Email, 'last_updated')} = %s WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})"
+                )
+                params: list[Any] = [int(STATUS.sent), when, *chunk]
+                if token:
+                    sql += f" AND {claimed_by} = %s AND {status} = %s"
+                    params += [token, int(STATUS.sending)]
+                cursor.execute(sql, params)
+        if not log:
+            return
+        columns = ", ".join(_column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
+        log_date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
+        for chunk in _chunks([email.pk for email in emails]):
+            cursor.execute(
+                f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '' "  # noqa: S608
+                f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
+                [log_date, int(STATUS.sent), *chunk],
+            )
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    """Ids in slices small enough for any database's limit on query parameters."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _insert_logs(rows: Sequence[tuple[int, int, str, str]], now: datetime) -> None:

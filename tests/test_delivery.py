@@ -587,6 +587,62 @@ class ClaimTest(DeliveryTestCase):
         self.assertEqual(self.status_of(email), STATUS.sent)
 
 
+class ClaimStatementTest(DeliveryTestCase):
+    """The claim's compiled statement is reused; each claim still uses its own time and order."""
+
+    def test_a_reused_statement_uses_the_current_time(self):
+        self.assertEqual(Worker().claim(10)[1], [])  # compiles the statement for a limit of 10
+        soon = timezone.now() + datetime.timedelta(hours=1)
+        scheduled = self.queue("scheduled", scheduled_time=soon)
+        expiring = self.queue("expiring", expires_at=soon)
+        self.assertEqual([e.pk for e in Worker().claim(10)[1]], [expiring.pk])
+        Email.objects.filter(pk=expiring.pk).update(status=STATUS.queued, claimed_by="")
+        later = soon + datetime.timedelta(minutes=1)
+        with mock.patch("django.utils.timezone.now", return_value=later):
+            _token, claimed = Worker().claim(10)
+        # Past its scheduled time the first is due; past its expiry the second is not.
+        self.assertEqual([e.pk for e in claimed], [scheduled.pk])
+        self.assertEqual(claimed[0].lease_expires_at, later + Worker().lease)
+
+    def test_sending_order_change_is_followed(self):
+        low = self.queue("low", priority="low")
+        high = self.queue("high", priority="high")
+        self.assertEqual([e.pk for e in Worker().claim(1)[1]], [high.pk])
+        Email.objects.filter(pk=high.pk).update(status=STATUS.queued, claimed_by="")
+        with self.po(SENDING_ORDER=["created"]):
+            self.assertEqual([e.pk for e in Worker().claim(1)[1]], [low.pk])
+
+    def test_claimed_instances_equal_what_the_orm_loads(self):
+        soon = timezone.now() + datetime.timedelta(days=1)
+        queued = [
+            self.queue("plain"),
+            self.queue(
+                "full",
+                cc=["Copy <cc@example.com>"],
+                bcc=["hidden@example.com"],
+                headers={"X-Tag": "ä", "Reply-To": "r@example.com"},
+                expires_at=soon,
+                priority="high",
+            ),
+        ]
+        Email.objects.filter(pk=queued[0].pk).update(alternatives=[["<b>x</b>", "text/x-other"]], context={})
+        token, claimed = Worker().claim(10)
+        self.assertEqual(len(claimed), 2)
+        for email in claimed:
+            stored = Email.objects.get(pk=email.pk)
+            for field in Email._meta.concrete_fields:
+                if field.name == "created":
+                    continue  # left deferred by the claim
+                with self.subTest(email=email.subject, field=field.name):
+                    self.assertEqual(getattr(email, field.attname), getattr(stored, field.attname))
+            self.assertEqual(email.claimed_by, token)
+            self.assertEqual(email.created, stored.created)  # loaded on access
+            self.assertFalse(email._state.adding)
+        # JSON values are each instance's own, not shared.
+        claimed[0].cc.append("x@example.com")
+        self.assertEqual(claimed[1].cc, ["Copy <cc@example.com>"] if claimed[1].subject == "full" else [])
+
+
 class QueryCostTest(DeliveryTestCase):
     """A run's queries do not grow per email, only per result flush.
 
