@@ -16,12 +16,12 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.db import connection as db_connection
@@ -35,7 +35,8 @@ from .models import CLAIMABLE, STATUS, Attachment, DeliverySwitch, Email, EmailT
 from .ratelimit import wait_for_slot
 from .retry import check_error_handler, decide
 from .signals import email_failed, email_sent
-from .wire import serialize
+from .smtp import ConnectionBroken
+from .wire import Wire, serialize
 
 logger = logging.getLogger("post_office")
 
@@ -327,10 +328,12 @@ class Worker:
         executor, pool, throttle = self._executor, self._pool, self.throttle
         # Claim more once fewer than this many emails are waiting or in flight.
         low_water = max(2 * self.threads, self.batch_size // 2)
-        in_flight: dict[Future[Outcome | None], tuple[str, Email]] = {}
-        # Finished futures arrive here (a done callback each): waiting costs the
-        # same however many emails are in flight, unlike concurrent.futures.wait.
-        completed: SimpleQueue[Future[Outcome | None]] = SimpleQueue()
+        # Emails handed to the threads and not reported back yet, by id.
+        in_flight: dict[int, tuple[_Job, Email]] = {}
+        # Each email's outcome arrives here as soon as its reply does (None: not attempted).
+        completed = _Reports()
+        # Without limits to watch, the loop wakes only when it has something to do.
+        watch_each = self.max_emails is not None or self.max_sent is not None or self.max_failures is not None
         deadlines: dict[str, float] = {}
         buffer: list[Outcome] = []
         last_flush = time.monotonic()
@@ -362,10 +365,10 @@ class Worker:
                     skipped_claims = 0
                     claimed_total += len(emails)
                     deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
-                    for email in emails:
-                        future = executor.submit(_send_unless_braked, brake, email, pool, throttle)
-                        in_flight[future] = (token, email)
-                        future.add_done_callback(completed.put)
+                    for job in _jobs(token, emails, self.threads):
+                        for email in job.emails:
+                            in_flight[email.pk] = (job, email)
+                        job.future = executor.submit(_run_job, job, brake, pool, throttle, completed.put)
                 if not in_flight:
                     if not any(outcome.error for outcome in buffer) or self._limit_reached(buffer):
                         break
@@ -375,10 +378,13 @@ class Worker:
                     queue_empty = False
                     continue
                 skipped: dict[str, list[Email]] = {}
-                for future in _finished(completed, timeout=FLUSH_SECONDS):
-                    entry = in_flight.pop(future, None)
-                    if entry is not None:  # None: already handled by _give_back
-                        _collect(future, entry[0], entry[1], buffer, skipped)
+                wake_at = 1
+                if not watch_each:
+                    # Wake when the buffer is due to be written or when it is time to claim more.
+                    claim_at = len(in_flight) if queue_empty else len(in_flight) - low_water + 1
+                    wake_at = max(1, min(FLUSH_EVERY - len(buffer), claim_at))
+                for report in completed.take(wake_at, timeout=FLUSH_SECONDS):
+                    _collect(report, in_flight, buffer, skipped)
                 for token, emails in skipped.items():
                     self.release(token, emails)
                 if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - last_flush >= FLUSH_SECONDS):
@@ -387,16 +393,19 @@ class Worker:
                     self.record(None, buffer)
                     buffer, last_flush = [], time.monotonic()
                 overdue = {t for t, deadline in deadlines.items() if deadline <= time.monotonic()}
-                if overdue & {token for token, _email in in_flight.values()}:
+                if overdue & {job.token for job, _email in in_flight.values()}:
                     logger.error("Batch delivery timed out after %ss", po_settings.BATCH_DELIVERY_TIMEOUT)
-                    self._give_back(in_flight, buffer, only=overdue)
+                    self._give_back(in_flight, completed, buffer, only=overdue)
+                    queue_empty = False  # what was given back is due again: later claims take it
                 if self._limit_reached(buffer):
-                    self._give_back(in_flight, buffer)
+                    self._give_back(in_flight, completed, buffer)
         except BaseException:
             # A database error (or a signal) mid-pass: emails not started yet must not
             # go out unrecorded; they stay claimed and their lease returns them.
-            for future in in_flight:
-                future.cancel()
+            for job, _email in in_flight.values():
+                job.cancelled = True
+                if job.future is not None:
+                    job.future.cancel()
             raise
         self.record(None, buffer)
         return claimed_total
@@ -423,23 +432,28 @@ class Worker:
 
     def _give_back(
         self,
-        in_flight: dict[Future[Outcome | None], tuple[str, Email]],
+        in_flight: dict[int, tuple[_Job, Email]],
+        completed: _Reports,
         buffer: list[Outcome],
         only: set[str] | None = None,
     ) -> None:
         """Release emails not started yet; wait for the ones being sent and keep their outcomes.
 
-        Threads cannot be interrupted mid-send: the in-flight ones finish, and
-        their leases guard the rows meanwhile.
+        Threads cannot be interrupted mid-send: a running job finishes its
+        current email and reports the rest as not attempted; the leases guard
+        the rows meanwhile.
         """
-        chosen = [f for f, (token, _email) in in_flight.items() if only is None or token in only]
+        jobs = {job for job, _email in in_flight.values() if only is None or job.token in only}
         unstarted: dict[str, list[Email]] = {}
-        for future in chosen:
-            token, email = in_flight.pop(future)
-            if future.cancel():
-                unstarted.setdefault(token, []).append(email)
-            else:
-                _collect(future, token, email, buffer, unstarted)
+        for job in jobs:
+            job.cancelled = True
+            if job.future is not None and job.future.cancel():
+                for email in job.emails:
+                    if in_flight.pop(email.pk, None) is not None:
+                        unstarted.setdefault(job.token, []).append(email)
+        while any(job in jobs for job, _email in in_flight.values()):
+            for report in completed.take(1, timeout=None):
+                _collect(report, in_flight, buffer, unstarted)
         for token, emails in unstarted.items():
             self.release(token, emails)
 
@@ -549,37 +563,161 @@ class _Brake:
                 self._failures_left -= 1
 
 
-def _send_unless_braked(brake: _Brake, email: Email, pool: ConnectionPool, throttle: float) -> Outcome | None:
-    """``send_one``, or None (not attempted) when the run must stop."""
-    if brake.engaged():
-        return None
-    outcome = send_one(email, pool, throttle)
-    brake.note(outcome)
-    return outcome
+@dataclass(eq=False)
+class _Job:
+    """Emails of one claim for one backend alias, sent one after another by one delivery thread."""
+
+    token: str
+    alias: str
+    emails: list[Email]
+    #: Set by the main loop: start none of the remaining emails.
+    cancelled: bool = False
+    future: Future[None] | None = None
 
 
-def _finished(completed: SimpleQueue[Future[Outcome | None]], timeout: float) -> list[Future[Outcome | None]]:
-    """The futures finished so far; waits up to ``timeout`` for the first one."""
+#: What a delivery thread reports for each email: its job, the email, the outcome (None: not attempted).
+_Report = tuple[_Job, Email, "Outcome | None"]
+
+
+def _jobs(token: str, emails: list[Email], threads: int) -> list[_Job]:
+    """Split a claimed batch into one job per thread and alias.
+
+    The emails come in sending order; dealing them out in turn keeps the most
+    urgent ones at the head of every job.
+    """
+    by_alias: dict[str, list[Email]] = {}
+    for email in emails:
+        by_alias.setdefault(email.backend_alias or "default", []).append(email)
+    jobs = []
+    for alias, group in by_alias.items():
+        count = min(threads, len(group))
+        jobs += [_Job(token, alias, group[index::count]) for index in range(count)]
+    return jobs
+
+
+def _run_job(
+    job: _Job, brake: _Brake, pool: ConnectionPool, throttle: float, report: Callable[[_Report], None]
+) -> None:
+    """Send a job's emails in order and report each one; after a stop the rest are reported not attempted."""
+    pending = deque(job.emails)
+
+    def stop() -> bool:
+        return job.cancelled or brake.engaged()
+
+    def done(email: Email, error: BaseException | None) -> None:
+        outcome = Outcome(email, error)
+        brake.note(outcome)
+        report((job, email, outcome))
+
     try:
-        done = [completed.get(timeout=timeout)]
-    except Empty:
-        return []
-    while True:
-        try:
-            done.append(completed.get_nowait())
-        except Empty:
-            return done
+        chained = not throttle and _sends_wires(pool, job.alias)
+        while pending and not stop():
+            email = _send_chained(pending, stop, done, pool, job.alias) if chained else pending.popleft()
+            if email is not None:
+                outcome = send_one(email, pool, throttle)
+                done(email, outcome.error)
+    finally:
+        # Also after an unexpected error: every email of the job is reported once.
+        for email in pending:
+            report((job, email, None))
+
+
+def _sends_wires(pool: ConnectionPool, alias: str) -> bool:
+    """Whether the alias's emails can go back to back as bytes (no rate limit: each send waits for its slot)."""
+    if po_settings.RATE_LIMITS.get(alias):
+        return False
+    try:
+        return pool.accepts_wire(alias)
+    except Exception:  # noqa: BLE001 - a misconfigured alias: send_one reports the error for each email
+        return False
+
+
+def _send_chained(
+    pending: deque[Email],
+    stop: Callable[[], bool],
+    done: Callable[[Email, BaseException | None], None],
+    pool: ConnectionPool,
+    alias: str,
+) -> Email | None:
+    """Send emails from the head of ``pending`` back to back on one connection (``EmailBackend.send_wires``).
+
+    Stops at an email that must be built as a Django message (attachments,
+    other alternatives, rendering at delivery...) and returns it for the
+    general path. Emails taken but not sent when the connection broke go back
+    to the head of ``pending`` for the next connection.
+    """
+    general: list[Email] = []
+
+    def items() -> Iterator[tuple[Email, Wire]]:
+        while pending and not stop():
+            email = pending[0]
+            try:
+                wire = serialize(email)
+            except Exception as error:  # noqa: BLE001 - recorded like any failure
+                done(pending.popleft(), error)
+                continue
+            if wire is None:
+                general.append(pending.popleft())
+                return
+            yield pending.popleft(), wire
+
+    try:
+        with pool.connection(alias) as connection:
+            connection.send_wires(items(), done)  # type: ignore[attr-defined]
+    except ConnectionBroken as broken:
+        pending.extendleft(reversed(broken.unsent))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - the connection could not be opened: no email was taken
+        done(pending.popleft(), error)
+    return general[0] if general else None
+
+
+class _Reports:
+    """Where delivery threads report each email's outcome, and the main loop takes them.
+
+    Threads add a report as each reply comes; the main loop sleeps until as
+    many reports as it can act on have arrived, instead of waking for each email.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[_Report] = []
+        self._wanted = 1
+        self._condition = threading.Condition(threading.Lock())
+
+    def put(self, report: _Report) -> None:
+        with self._condition:
+            self._items.append(report)
+            if len(self._items) >= self._wanted:
+                self._condition.notify()
+
+    def take(self, wanted: int, timeout: float | None) -> list[_Report]:
+        """Every report so far, once ``wanted`` have arrived or ``timeout`` has passed."""
+        with self._condition:
+            if len(self._items) < wanted:
+                self._wanted = wanted
+                self._condition.wait_for(lambda: len(self._items) >= wanted, timeout)
+                self._wanted = 1
+            items, self._items = self._items, []
+        return items
 
 
 def _collect(
-    future: Future[Outcome | None], token: str, email: Email, buffer: list[Outcome], skipped: dict[str, list[Email]]
+    report: _Report,
+    in_flight: dict[int, tuple[_Job, Email]],
+    buffer: list[Outcome],
+    skipped: dict[str, list[Email]],
 ) -> None:
-    """Keep a finished attempt's outcome, or note the email as never attempted (to be released)."""
-    outcome = future.result()
+    """Keep a reported outcome, or note the email as never attempted (to be released)."""
+    job, email, outcome = report
+    entry = in_flight.get(email.pk)
+    if entry is None or entry[0] is not job:
+        return  # already handled by _give_back
+    del in_flight[email.pk]
     if outcome is None:
-        skipped.setdefault(token, []).append(email)
+        skipped.setdefault(job.token, []).append(email)
     else:
-        buffer.append(_with_token(outcome, token))
+        buffer.append(_with_token(outcome, job.token))
 
 
 def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QuerySet[Email]:

@@ -1,51 +1,173 @@
-"""Django's SMTP backend, plus a fast way for the delivery worker to send a stored email.
+"""Django's SMTP backend, plus a fast way for the delivery worker to send stored emails.
 
 ``EmailBackend`` behaves exactly like ``django.core.mail.backends.smtp.EmailBackend``
 (same settings, same ``send_messages``); delivery uses it in place of Django's
-class when an alias names that class. It adds :meth:`EmailBackend.send_wire`,
-which sends bytes made by :func:`post_office.wire.serialize`: the addresses were
-validated when the email was queued and the message is already serialised, and
-when the server offers PIPELINING (RFC 2920) the MAIL, RCPT and DATA commands go
-out in one write, so a message costs two round trips instead of four.
-Failures raise the same ``smtplib`` exceptions ``sendmail`` raises, so the retry
-policy classifies them the same way.
+class when an alias names that class. It adds two methods for bytes made by
+:func:`post_office.wire.serialize` (the addresses were validated when the email
+was queued and the message is already serialised):
+
+- :meth:`EmailBackend.send_wire` sends one message. When the server offers
+  PIPELINING (RFC 2920) the MAIL, RCPT and DATA commands go out in one write,
+  so a message costs two round trips instead of four.
+- :meth:`EmailBackend.send_wires` sends messages back to back on the
+  connection: each message's content and end, and the next message's MAIL,
+  RCPT and DATA, go out in one write (RFC 2920 allows commands after the end
+  of data in the same group), so a message costs one round trip.
+
+Failures are the ``smtplib`` exceptions ``sendmail`` raises, so the retry policy
+classifies them the same way.
 """
 
 from __future__ import annotations
 
 import re
 import smtplib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
 from .wire import Wire
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_Key = TypeVar("_Key")
+
+#: Refusals after which the connection is still usable for the next message.
+_REFUSALS = (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
+
+
+class ConnectionBroken(Exception, Generic[_Key]):
+    """``send_wires`` lost the connection; ``unsent`` holds what it had taken but not sent (to send on another)."""
+
+    def __init__(self, unsent: list[_Key]) -> None:
+        super().__init__("the SMTP connection broke")
+        self.unsent = unsent
 
 
 class EmailBackend(DjangoSMTPBackend):
-    """Django's SMTP backend that can also send a pre-serialised stored email."""
+    """Django's SMTP backend that can also send pre-serialised stored emails."""
 
-    def send_wire(self, wire: Wire) -> None:
-        """Send one serialised email on this connection; raise on any failure."""
+    def _ready(self) -> smtplib.SMTP:
         if self.connection is None:
             self.open()
         connection = self.connection
         assert connection is not None
         connection.ehlo_or_helo_if_needed()
-        if connection.does_esmtp and connection.has_extn("pipelining"):
+        return connection
+
+    def send_wire(self, wire: Wire) -> None:
+        """Send one serialised email on this connection; raise on any failure."""
+        connection = self._ready()
+        if _pipelining(connection):
             send_pipelined(connection, wire)
         else:
             connection.sendmail(wire.sender, wire.recipients, wire.data)
 
+    def send_wires(
+        self, items: Iterator[tuple[_Key, Wire]], done: Callable[[_Key, BaseException | None], None]
+    ) -> None:
+        """Send every ``(key, wire)`` of ``items``, calling ``done(key, error or None)`` as each message's reply comes.
+
+        Items are taken from the iterator one at a time, as the connection is
+        ready for them. A refused message is reported and the next one goes on
+        the same connection. When the connection breaks, the message it broke
+        on is reported with the error and ``ConnectionBroken`` is raised with
+        the items taken but never sent. Any other exception means no item was
+        taken.
+        """
+        connection = self._ready()
+        if _pipelining(connection):
+            send_chain(connection, items, done)
+            return
+        for key, wire in items:
+            try:
+                connection.sendmail(wire.sender, wire.recipients, wire.data)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except _REFUSALS as error:
+                done(key, error)
+                if connection.sock is None:
+                    raise ConnectionBroken([]) from error
+            except BaseException as error:
+                done(key, error)
+                raise ConnectionBroken([]) from error
+            else:
+                done(key, None)
+
+
+def _pipelining(connection: smtplib.SMTP) -> bool:
+    return bool(connection.does_esmtp and connection.has_extn("pipelining"))
+
 
 def send_pipelined(connection: smtplib.SMTP, wire: Wire) -> None:
     """One SMTP transaction with MAIL, RCPT and DATA sent together (the server offers PIPELINING)."""
+    connection.send(_commands(connection, wire))
+    _command_replies(connection, wire)
+    connection.send(_content(wire))
+    code, reply = connection.getreply()
+    if code != 250:
+        _reset(connection, code)
+        raise smtplib.SMTPDataError(code, reply)
+    # Recipients refused while others were accepted are ignored, as Django's backend ignores them.
+
+
+def send_chain(
+    connection: smtplib.SMTP, items: Iterator[tuple[_Key, Wire]], done: Callable[[_Key, BaseException | None], None]
+) -> None:
+    """Messages back to back, each one's content sent with the next one's commands (see ``send_wires``)."""
+    item = next(items, None)
+    commands_sent = False
+    while item is not None:
+        key, wire = item
+        try:
+            if not commands_sent:
+                connection.send(_commands(connection, wire))
+            _command_replies(connection, wire)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except _REFUSALS as error:
+            # Refused before its content was sent: nothing else is in flight, the next starts afresh.
+            done(key, error)
+            if connection.sock is None:  # a 421: the server closed the connection
+                raise ConnectionBroken([]) from error
+            item, commands_sent = next(items, None), False
+            continue
+        except BaseException as error:
+            done(key, error)
+            raise ConnectionBroken([]) from error
+        following = next(items, None)
+        try:
+            payload = _content(wire)
+            if following is not None:
+                payload += _commands(connection, following[1])
+            connection.send(payload)
+            code, reply = connection.getreply()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            done(key, error)
+            raise ConnectionBroken([] if following is None else [following[0]]) from error
+        if code == 250:
+            done(key, None)
+        else:
+            # The transaction is over either way: no RSET (the next one's commands are already sent).
+            done(key, smtplib.SMTPDataError(code, reply))
+            if code == 421:
+                connection.close()
+                raise ConnectionBroken([] if following is None else [following[0]])
+        item, commands_sent = following, following is not None
+
+
+def _commands(connection: smtplib.SMTP, wire: Wire) -> bytes:
     size = f" SIZE={len(wire.data)}" if connection.has_extn("size") else ""
     commands = [f"MAIL FROM:<{wire.sender}>{size}"]
     commands += [f"RCPT TO:<{recipient}>" for recipient in wire.recipients]
     commands.append("DATA")
-    connection.send(("\r\n".join(commands) + "\r\n").encode("ascii"))
+    return ("\r\n".join(commands) + "\r\n").encode("ascii")
+
+
+def _command_replies(connection: smtplib.SMTP, wire: Wire) -> None:
+    """Read the replies to MAIL, RCPT and DATA; raise (with the connection reset) unless the content may follow."""
     # Every command gets its reply, whatever happened to the ones before it.
     mail_code, mail_reply = connection.getreply()
     refused = {}
@@ -67,15 +189,14 @@ def send_pipelined(connection: smtplib.SMTP, wire: Wire) -> None:
     if data_code != 354:
         _reset(connection, data_code)
         raise smtplib.SMTPDataError(data_code, data_reply)
+
+
+def _content(wire: Wire) -> bytes:
+    """The message with leading dots doubled, ended by a line holding a single dot."""
     data = _LEADING_DOT.sub(b"..", wire.data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    connection.send(data + b".\r\n")
-    code, reply = connection.getreply()
-    if code != 250:
-        _reset(connection, code)
-        raise smtplib.SMTPDataError(code, reply)
-    # Recipients refused while others were accepted are ignored, as Django's backend ignores them.
+    return data + b".\r\n"
 
 
 def _reset(connection: smtplib.SMTP, code: int) -> None:

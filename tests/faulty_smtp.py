@@ -91,6 +91,10 @@ class _Handler:
         return responses
 
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's hook name
+        if getattr(session, "closing", False):
+            # After a 421 a server acts on nothing more: pipelined commands that were
+            # already read (the next message's, sent with this one's content) do not count.
+            return REPLIES["421"]
         action = self.server._next_action(address, session)
         stage_action = action.split("@")[0]
         if action.endswith("@rcpt"):
@@ -135,6 +139,7 @@ def _close_after_reply(smtp: Any) -> None:
     # aiosmtpd writes the reply as soon as the hook returns, before it yields to
     # the loop again; closing on the next loop turn sends the reply, then closes.
     transport = smtp.transport
+    smtp.session.closing = True
     smtp.loop.call_soon(transport.close)
 
 

@@ -676,6 +676,21 @@ class StoppedByAnErrorTest(ControlsTestCase):
         # (Without cancelling them, the executor would go on and send all 20, and nobody would record them.)
 
 
+class BatchTimeoutTest(ControlsTestCase):
+    def test_a_timed_out_batch_gives_back_what_it_has_not_started(self):
+        # One thread sends the whole batch one email after another, 20 ms each; the batch
+        # times out after 100 ms: the email being sent finishes, the rest go back to the
+        # queue unattempted and later claims send them. Each is sent once, none counts a retry.
+        self.queue_many(20, backend="slow")
+        with self.po(BATCH_DELIVERY_TIMEOUT=0.1), self.assertLogs("post_office", logging.ERROR) as logs:
+            stats = Worker(threads=1, batch_size=100).run()
+        self.assertIn("timed out", logs.records[0].getMessage())
+        self.assertEqual(stats.sent, 20)
+        self.assertEqual(sorted(SlowBackend.sent), sorted(set(SlowBackend.sent)))
+        self.assertEqual(len(SlowBackend.sent), 20)
+        self.assertEqual(set(Email.objects.values_list("number_of_retries", flat=True)), {0})
+
+
 class SlowBackend(BaseEmailBackend):
     """Takes 20 ms per message, like a remote server (pacing only; nothing waits on it)."""
 

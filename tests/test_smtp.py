@@ -23,6 +23,8 @@ class ScriptedConnection:
         self.extensions = extensions
         self.resets = 0
         self.closed = False
+        self.sock: object | None = object()
+        self.does_esmtp = True
 
     def has_extn(self, name: str) -> bool:
         return name in self.extensions
@@ -40,6 +42,7 @@ class ScriptedConnection:
 
     def close(self) -> None:
         self.closed = True
+        self.sock = None
 
 
 OK, QUEUED = (250, b"OK"), (250, b"queued as 1")
@@ -110,6 +113,128 @@ class PipelinedTransactionTest(SimpleTestCase):
         connection = ScriptedConnection(OK, OK)
         with self.assertRaises(smtplib.SMTPServerDisconnected):
             smtp.send_pipelined(connection, WIRE)  # type: ignore[arg-type]
+
+
+def wires(count: int) -> list[tuple[int, Wire]]:
+    return [(n, Wire("from@example.com", [f"to{n}@example.com"], f"Subject: {n}\r\n\r\nbody {n}".encode())) for n in range(count)]
+
+
+def commands(n: int) -> bytes:
+    return f"MAIL FROM:<from@example.com> SIZE=20\r\nRCPT TO:<to{n}@example.com>\r\nDATA\r\n".encode()
+
+
+def content(n: int) -> bytes:
+    return f"Subject: {n}\r\n\r\nbody {n}\r\n.\r\n".encode()
+
+
+class ChainTest(SimpleTestCase):
+    """Messages back to back: each one's content goes out with the next one's commands (RFC 2920)."""
+
+    def run_chain(self, connection: ScriptedConnection, count: int = 3) -> list[tuple[int, object]]:
+        results: list[tuple[int, object]] = []
+        smtp.send_chain(connection, iter(wires(count)), lambda key, error: results.append((key, error)))  # type: ignore[arg-type]
+        return results
+
+    def test_one_write_and_one_round_trip_per_message(self):
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, QUEUED, OK, OK, GO_AHEAD, QUEUED, OK, OK, GO_AHEAD, QUEUED)
+        self.assertEqual(self.run_chain(connection), [(0, None), (1, None), (2, None)])
+        self.assertEqual(
+            connection.sent,
+            [commands(0), content(0) + commands(1), content(1) + commands(2), content(2)],
+        )
+        self.assertEqual((connection.replies, connection.resets), ([], 0))
+
+    def test_a_refused_message_is_reported_and_the_next_starts_afresh(self):
+        connection = ScriptedConnection(
+            OK, OK, GO_AHEAD, QUEUED,  # 0 sent
+            OK, (550, b"unknown"), (554, b"no valid recipients"),  # 1 refused, the connection reset
+            OK, OK, GO_AHEAD, QUEUED,  # 2 sent
+        )  # fmt: skip
+        results = self.run_chain(connection)
+        self.assertEqual([key for key, _error in results], [0, 1, 2])
+        self.assertIsNone(results[0][1])
+        self.assertIsInstance(results[1][1], smtplib.SMTPRecipientsRefused)
+        self.assertIsNone(results[2][1])
+        # 1's commands went with 0's content; 2's went alone after the reset.
+        self.assertEqual(connection.sent, [commands(0), content(0) + commands(1), commands(2), content(2)])
+        self.assertEqual(connection.resets, 1)
+
+    def test_a_message_refused_after_its_content_does_not_stop_the_next(self):
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, (451, b"later"), OK, OK, GO_AHEAD, QUEUED)
+        results = self.run_chain(connection, 2)
+        self.assertIsInstance(results[0][1], smtplib.SMTPDataError)
+        self.assertEqual(results[0][1].smtp_code, 451)  # type: ignore[union-attr]
+        self.assertEqual(results[1], (1, None))
+        # The transaction ended with the reply: no RSET, which would cancel the next one's commands.
+        self.assertEqual(connection.resets, 0)
+
+    def test_421_after_the_content_gives_back_the_next_message_unsent(self):
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, (421, b"closing"))
+        results: list[tuple[int, object]] = []
+        with self.assertRaises(smtp.ConnectionBroken) as caught:
+            smtp.send_chain(connection, iter(wires(3)), lambda key, error: results.append((key, error)))  # type: ignore[arg-type]
+        self.assertEqual([key for key, _error in results], [0])
+        self.assertEqual(results[0][1].smtp_code, 421)  # type: ignore[union-attr]
+        # 1's commands were written but its content never was: it goes on another connection. 2 was never taken.
+        self.assertEqual(caught.exception.unsent, [1])
+        self.assertTrue(connection.closed)
+
+    def test_421_before_the_content_breaks_the_chain(self):
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, QUEUED, (421, b"closing"), (421, b"closing"), (421, b"x"))
+        results: list[tuple[int, object]] = []
+        with self.assertRaises(smtp.ConnectionBroken) as caught:
+            smtp.send_chain(connection, iter(wires(3)), lambda key, error: results.append((key, error)))  # type: ignore[arg-type]
+        self.assertEqual([key for key, _error in results], [0, 1])
+        self.assertIsInstance(results[1][1], smtplib.SMTPSenderRefused)
+        self.assertEqual(caught.exception.unsent, [])
+
+    def test_a_disconnect_reports_the_message_in_flight_and_gives_back_the_next(self):
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, QUEUED, OK, OK, GO_AHEAD)
+        results: list[tuple[int, object]] = []
+        with self.assertRaises(smtp.ConnectionBroken) as caught:
+            smtp.send_chain(connection, iter(wires(3)), lambda key, error: results.append((key, error)))  # type: ignore[arg-type]
+        self.assertEqual([key for key, _error in results], [0, 1])
+        self.assertIsInstance(results[1][1], smtplib.SMTPServerDisconnected)
+        self.assertEqual(caught.exception.unsent, [2])
+
+    def test_items_are_taken_only_when_the_connection_is_ready_for_them(self):
+        taken: list[int] = []
+
+        def items():
+            for key, wire in wires(3):
+                taken.append(key)
+                yield key, wire
+
+        connection = ScriptedConnection(OK, OK, GO_AHEAD, QUEUED)
+        with self.assertRaises(smtp.ConnectionBroken):
+            smtp.send_chain(connection, items(), lambda key, error: None)  # type: ignore[arg-type]
+        # The second was taken to go with the first's content; the third never was.
+        self.assertEqual(taken, [0, 1])
+
+
+class BackendSendWiresTest(SimpleTestCase):
+    def backend(self, connection: object) -> smtp.EmailBackend:
+        backend = smtp.EmailBackend(host="127.0.0.1", port=1)
+        backend.connection = connection  # type: ignore[assignment]
+        return backend
+
+    def test_without_pipelining_each_message_goes_through_sendmail(self):
+        class Plain(ScriptedConnection):
+            def ehlo_or_helo_if_needed(self) -> None:
+                pass
+
+            def sendmail(self, sender, recipients, data):  # type: ignore[no-untyped-def]
+                if recipients == ["to1@example.com"]:
+                    raise smtplib.SMTPRecipientsRefused({"to1@example.com": (550, b"no")})
+                self.sent.append(data)
+
+        connection = Plain(extensions=())
+        results: list[tuple[int, object]] = []
+        self.backend(connection).send_wires(iter(wires(3)), lambda key, error: results.append((key, error)))
+        self.assertEqual([(key, type(error).__name__) for key, error in results], [
+            (0, "NoneType"), (1, "SMTPRecipientsRefused"), (2, "NoneType")
+        ])  # fmt: skip
+        self.assertEqual(len(connection.sent), 2)
 
 
 class SubstitutionTest(SimpleTestCase):
