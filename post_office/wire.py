@@ -16,8 +16,10 @@ plain ASCII) returns None and goes the general way, through Django.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import os
 import re
-import secrets
 import sys
 from dataclasses import dataclass
 from email.header import Header
@@ -95,6 +97,30 @@ def serialize(email: Any) -> Wire | None:
     return Wire(sender, recipients, data)
 
 
+class _Boundaries:
+    """Unpredictable MIME boundary numbers without a system call per message.
+
+    A keyed BLAKE2b of a counter, the key drawn from the OS once per process
+    (again in a forked child, so workers started with ``-p`` do not share it).
+    """
+
+    key = os.urandom(32)
+    counter = itertools.count()
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.key, cls.counter = os.urandom(32), itertools.count()
+
+
+os.register_at_fork(after_in_child=_Boundaries.reseed)
+
+
+def _boundary_number() -> int:
+    """A number below ``sys.maxsize``, as the standard library's generator draws for its boundaries."""
+    digest = hashlib.blake2b(next(_Boundaries.counter).to_bytes(8, "little"), key=_Boundaries.key, digest_size=8)
+    return int.from_bytes(digest.digest(), "little") % sys.maxsize
+
+
 def _message_bytes(email: Any, to: list[str], cc: list[str], encoded: list[tuple[bytes, bytes]]) -> bytes:
     """Headers in the order Django's ``message()`` sets them, then the body (raises _GeneralPath)."""
     headers = {_CANONICAL.get(name.lower(), name): value for name, value in (email.headers or {}).items()}
@@ -106,7 +132,7 @@ def _message_bytes(email: Any, to: list[str], cc: list[str], encoded: list[tuple
         boundary = ""
     else:
         # The generator's own boundary format: 15 '=', 19 random digits, '=='.
-        boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
+        boundary = f"{'=' * 15}{_boundary_number():019d}=="
         out.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\nMIME-Version: 1.0\r\n'.encode())
     _header(out, "Subject", email.subject)
     _header(out, "From", headers.get("From", email.from_email))

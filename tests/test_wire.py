@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import os
 import random
 import re
 import smtplib
+import sys
 from unittest import mock
 
 from django.core.mail.message import sanitize_address
@@ -234,3 +236,23 @@ class EnvelopeAddressTest(SimpleTestCase):
         for address in ["Zoë <z@example.com>", "a@exämple.com", "a b@example.com", "<a@example.com>\r\n", "a@b..c>"]:
             with self.subTest(address):
                 self.assertIsNone(wire.envelope_address(address))
+
+
+class BoundaryTest(SimpleTestCase):
+    def test_boundaries_are_distinct_and_in_the_standard_range(self):
+        numbers = [wire._boundary_number() for _ in range(2000)]
+        self.assertEqual(len(set(numbers)), len(numbers))
+        self.assertTrue(all(0 <= number < sys.maxsize for number in numbers))
+
+    def test_a_forked_worker_draws_its_own_key(self):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its key and leave at once
+            os.write(write, wire._Boundaries.key)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        child_key = os.read(read, 64)
+        os.close(read)
+        os.close(write)
+        self.assertEqual(len(child_key), 32)
+        self.assertNotEqual(child_key, wire._Boundaries.key)
