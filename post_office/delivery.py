@@ -341,6 +341,7 @@ class Worker:
         queue_empty = False
         skipped_claims = 0
         brake = _Brake(self)
+        pace = _Pace(self.threads)
         try:
             while True:
                 while not queue_empty and len(in_flight) < low_water and not self._limit_reached(buffer):
@@ -365,10 +366,10 @@ class Worker:
                     skipped_claims = 0
                     claimed_total += len(emails)
                     deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
-                    for job in _jobs(token, emails, self.threads):
+                    for job in _jobs(token, emails, pace.width()):
                         for email in job.emails:
                             in_flight[email.pk] = (job, email)
-                        job.future = executor.submit(_run_job, job, brake, pool, throttle, completed.put)
+                        job.future = executor.submit(_run_job, job, brake, pace, pool, throttle, completed.put)
                 if not in_flight:
                     if not any(outcome.error for outcome in buffer) or self._limit_reached(buffer):
                         break
@@ -579,6 +580,47 @@ class _Job:
 _Report = tuple[_Job, Email, "Outcome | None"]
 
 
+class _Pace:
+    """Between how many threads a claimed batch is shared.
+
+    Against a server that answers in a fraction of the time the worker needs
+    to prepare and record an email, more threads only wait for each other
+    (Python runs one at a time) and cost the process CPU; against a slow one
+    every connection helps. Threads sending back to back note for each reply
+    whether it had yet to arrive when they came to read it. When most had, the
+    server is what they wait for: twice as many jobs per batch, up to the
+    worker's threads. When few had, the threads wait for each other: half as
+    many. A pass starts with every thread, as a slow server needs.
+    """
+
+    #: Replies to hear about before changing the width.
+    SAMPLE = 50
+    #: Above this share of replies waited for, widen; below LOW, narrow.
+    HIGH, LOW = 0.9, 0.6
+
+    def __init__(self, threads: int) -> None:
+        self.threads = self._width = threads
+        self._lock = threading.Lock()
+        self._read = self._waited = 0
+
+    def note(self, read: int, waited: int) -> None:
+        with self._lock:
+            self._read += read
+            self._waited += waited
+
+    def width(self) -> int:
+        """How many jobs the next batch is split into (the main loop asks once per claim)."""
+        with self._lock:
+            if self._read >= self.SAMPLE:
+                share = self._waited / self._read
+                if share > self.HIGH:
+                    self._width = min(self.threads, self._width * 2)
+                elif share < self.LOW:
+                    self._width = max(1, self._width // 2)
+                self._read = self._waited = 0
+            return self._width
+
+
 def _jobs(token: str, emails: list[Email], threads: int) -> list[_Job]:
     """Split a claimed batch into one job per thread and alias.
 
@@ -596,7 +638,7 @@ def _jobs(token: str, emails: list[Email], threads: int) -> list[_Job]:
 
 
 def _run_job(
-    job: _Job, brake: _Brake, pool: ConnectionPool, throttle: float, report: Callable[[_Report], None]
+    job: _Job, brake: _Brake, pace: _Pace, pool: ConnectionPool, throttle: float, report: Callable[[_Report], None]
 ) -> None:
     """Send a job's emails in order and report each one; after a stop the rest are reported not attempted."""
     pending = deque(job.emails)
@@ -612,7 +654,7 @@ def _run_job(
     try:
         chained = not throttle and _sends_wires(pool, job.alias)
         while pending and not stop():
-            email = _send_chained(pending, stop, done, pool, job.alias) if chained else pending.popleft()
+            email = _send_chained(pending, stop, done, pace, pool, job.alias) if chained else pending.popleft()
             if email is not None:
                 outcome = send_one(email, pool, throttle)
                 done(email, outcome.error)
@@ -636,6 +678,7 @@ def _send_chained(
     pending: deque[Email],
     stop: Callable[[], bool],
     done: Callable[[Email, BaseException | None], None],
+    pace: _Pace,
     pool: ConnectionPool,
     alias: str,
 ) -> Email | None:
@@ -663,7 +706,11 @@ def _send_chained(
 
     try:
         with pool.connection(alias) as connection:
-            connection.send_wires(items(), done)  # type: ignore[attr-defined]
+            read, waited = connection.replies_read, connection.replies_waited  # type: ignore[attr-defined]
+            try:
+                connection.send_wires(items(), done)  # type: ignore[attr-defined]
+            finally:
+                pace.note(connection.replies_read - read, connection.replies_waited - waited)  # type: ignore[attr-defined]
     except ConnectionBroken as broken:
         pending.extendleft(reversed(broken.unsent))
     except (KeyboardInterrupt, SystemExit):

@@ -21,6 +21,7 @@ classifies them the same way.
 from __future__ import annotations
 
 import re
+import select
 import smtplib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -46,6 +47,11 @@ class ConnectionBroken(Exception, Generic[_Key]):
 
 class EmailBackend(DjangoSMTPBackend):
     """Django's SMTP backend that can also send pre-serialised stored emails."""
+
+    #: Replies ``send_wires`` read, and how many of them were not there yet when it
+    #: started reading (it had to wait for the server): see ``post_office.delivery``.
+    replies_read = 0
+    replies_waited = 0
 
     def _ready(self) -> smtplib.SMTP:
         if self.connection is None:
@@ -77,7 +83,7 @@ class EmailBackend(DjangoSMTPBackend):
         """
         connection = self._ready()
         if _pipelining(connection):
-            send_chain(connection, items, done)
+            send_chain(connection, items, done, self._count_reply)
             return
         for key, wire in items:
             try:
@@ -93,6 +99,10 @@ class EmailBackend(DjangoSMTPBackend):
                 raise ConnectionBroken([]) from error
             else:
                 done(key, None)
+
+    def _count_reply(self, waited: bool) -> None:
+        self.replies_read += 1
+        self.replies_waited += waited
 
 
 def _pipelining(connection: smtplib.SMTP) -> bool:
@@ -112,9 +122,16 @@ def send_pipelined(connection: smtplib.SMTP, wire: Wire) -> None:
 
 
 def send_chain(
-    connection: smtplib.SMTP, items: Iterator[tuple[_Key, Wire]], done: Callable[[_Key, BaseException | None], None]
+    connection: smtplib.SMTP,
+    items: Iterator[tuple[_Key, Wire]],
+    done: Callable[[_Key, BaseException | None], None],
+    observe: Callable[[bool], None] | None = None,
 ) -> None:
-    """Messages back to back, each one's content sent with the next one's commands (see ``send_wires``)."""
+    """Messages back to back, each one's content sent with the next one's commands (see ``send_wires``).
+
+    ``observe(waited)`` hears, for each message, whether its reply had yet to
+    arrive when this thread came to read it.
+    """
     item = next(items, None)
     commands_sent = False
     while item is not None:
@@ -141,6 +158,8 @@ def send_chain(
             if following is not None:
                 payload += _commands(connection, following[1])
             connection.send(payload)
+            if observe is not None:
+                observe(not _reply_waiting(connection))
             code, reply = connection.getreply()
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -156,6 +175,18 @@ def send_chain(
                 connection.close()
                 raise ConnectionBroken([] if following is None else [following[0]])
         item, commands_sent = following, following is not None
+
+
+def _reply_waiting(connection: smtplib.SMTP) -> bool:
+    """Whether the server's next reply has already arrived (readable without blocking)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)  # bytes a TLS socket has decrypted but not handed out
+    if pending is not None and pending():
+        return True
+    readable, _writable, _errors = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 def _commands(connection: smtplib.SMTP, wire: Wire) -> bytes:

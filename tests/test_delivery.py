@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from post_office import mail
-from post_office.delivery import Outcome, Worker
+from post_office.delivery import Outcome, Worker, _jobs, _Pace
 from post_office.models import STATUS, Email, EmailQuerySet, EmailTemplate, Log
 from tests.backends import RecordingBackend, ScriptedBackend
 from tests.helpers import QueueTestMixin
@@ -641,6 +641,42 @@ class ClaimStatementTest(DeliveryTestCase):
         # JSON values are each instance's own, not shared.
         claimed[0].cc.append("x@example.com")
         self.assertEqual(claimed[1].cc, ["Copy <cc@example.com>"] if claimed[1].subject == "full" else [])
+
+
+class PaceTest(TestCase):
+    """How many jobs a batch is split into follows whether the threads wait for the server or for each other."""
+
+    def test_narrows_when_replies_are_there_before_the_threads_and_widens_when_they_are_not(self):
+        pace = _Pace(32)
+        self.assertEqual(pace.width(), 32)  # every thread to start with, as a slow server needs
+        widths = []
+        for _ in range(5):
+            pace.note(read=60, waited=20)  # a third of the replies had to be waited for
+            widths.append(pace.width())
+        self.assertEqual(widths, [16, 8, 4, 2, 1])
+        pace.note(read=60, waited=60)
+        self.assertEqual(pace.width(), 2)
+        for _ in range(10):
+            pace.note(read=60, waited=59)
+            pace.width()
+        self.assertEqual(pace.width(), 32)  # never more than the worker's threads
+
+    def test_between_the_thresholds_and_on_too_few_replies_nothing_changes(self):
+        pace = _Pace(8)
+        pace.note(read=100, waited=75)
+        self.assertEqual(pace.width(), 8)
+        pace.note(read=10, waited=0)  # too few to judge
+        self.assertEqual(pace.width(), 8)
+        pace.note(read=40, waited=0)  # with the 10 before: 50, none waited for
+        self.assertEqual(pace.width(), 4)
+
+    def test_a_batch_is_dealt_out_in_turn_per_alias(self):
+        emails = [Email(pk=n, backend_alias="other" if n % 5 == 0 else "") for n in range(1, 11)]
+        jobs = _jobs("token", emails, 3)
+        self.assertEqual(
+            [(job.alias, [e.pk for e in job.emails]) for job in jobs],
+            [("default", [1, 4, 8]), ("default", [2, 6, 9]), ("default", [3, 7]), ("other", [5]), ("other", [10])],
+        )
 
 
 class QueryCostTest(DeliveryTestCase):

@@ -257,3 +257,19 @@ class SubstitutionTest(SimpleTestCase):
 
 class CustomSMTPBackend(DjangoSMTPBackend):
     """A project's own SMTP backend: it may override send_messages, so it gets Django messages."""
+
+
+class ReplyWaitingTest(SimpleTestCase):
+    def test_tells_whether_the_reply_has_arrived(self):
+        import socket
+
+        ours, server = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(server.close)
+        connection = smtplib.SMTP()
+        connection.sock = ours
+        self.assertFalse(smtp._reply_waiting(connection))
+        server.sendall(b"250 OK\r\n")
+        self.assertTrue(smtp._reply_waiting(connection))
+        connection.sock = None
+        self.assertFalse(smtp._reply_waiting(connection))
