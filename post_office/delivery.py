@@ -589,14 +589,14 @@ class _Pace:
     every connection helps. Threads sending back to back note for each reply
     whether it had yet to arrive when they came to read it. When most had, the
     server is what they wait for: twice as many jobs per batch, up to the
-    worker's threads. When few had, the threads wait for each other: half as
-    many. A pass starts with every thread, as a slow server needs.
+    worker's threads. When fewer had, the threads wait for each other: half as
+    many, down to two. A pass starts with every thread, as a slow server needs.
     """
 
     #: Replies to hear about before changing the width.
     SAMPLE = 50
     #: Above this share of replies waited for, widen; below LOW, narrow.
-    HIGH, LOW = 0.9, 0.6
+    HIGH, LOW = 0.9, 0.8
 
     def __init__(self, threads: int) -> None:
         self.threads = self._width = threads
@@ -616,7 +616,8 @@ class _Pace:
                 if share > self.HIGH:
                     self._width = min(self.threads, self._width * 2)
                 elif share < self.LOW:
-                    self._width = max(1, self._width // 2)
+                    # Two at least: one connection's wait for the server overlaps the other's work.
+                    self._width = max(min(2, self.threads), self._width // 2)
                 self._read = self._waited = 0
             return self._width
 

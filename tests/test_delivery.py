@@ -653,9 +653,9 @@ class PaceTest(TestCase):
         for _ in range(5):
             pace.note(read=60, waited=20)  # a third of the replies had to be waited for
             widths.append(pace.width())
-        self.assertEqual(widths, [16, 8, 4, 2, 1])
+        self.assertEqual(widths, [16, 8, 4, 2, 2])  # two at least
         pace.note(read=60, waited=60)
-        self.assertEqual(pace.width(), 2)
+        self.assertEqual(pace.width(), 4)
         for _ in range(10):
             pace.note(read=60, waited=59)
             pace.width()
@@ -663,12 +663,17 @@ class PaceTest(TestCase):
 
     def test_between_the_thresholds_and_on_too_few_replies_nothing_changes(self):
         pace = _Pace(8)
-        pace.note(read=100, waited=75)
+        pace.note(read=100, waited=85)
         self.assertEqual(pace.width(), 8)
         pace.note(read=10, waited=0)  # too few to judge
         self.assertEqual(pace.width(), 8)
         pace.note(read=40, waited=0)  # with the 10 before: 50, none waited for
         self.assertEqual(pace.width(), 4)
+
+    def test_one_thread_stays_one(self):
+        pace = _Pace(1)
+        pace.note(read=100, waited=0)
+        self.assertEqual(pace.width(), 1)
 
     def test_a_batch_is_dealt_out_in_turn_per_alias(self):
         emails = [Email(pk=n, backend_alias="other" if n % 5 == 0 else "") for n in range(1, 11)]
