@@ -563,6 +563,23 @@ class ClaimTest(DeliveryTestCase):
         alive.refresh_from_db()
         self.assertEqual((alive.status, alive.claimed_by), (STATUS.sending, "live-host:2:def"))
 
+    def test_results_and_the_next_claim_share_one_transaction(self):
+        first = self.queue("first")
+        self.queue("second")
+        worker = Worker()
+        token, [claimed] = worker.claim(1)
+        with CaptureQueriesContext(connection) as queries:
+            _token, [nxt] = worker.claim(1, record=[Outcome(claimed, token=token)])
+        self.assertEqual((claimed.pk, self.status_of(first)), (first.pk, STATUS.sent))
+        self.assertNotEqual(nxt.pk, first.pk)
+        sql = [query["sql"].split()[0].upper() for query in queries.captured_queries]
+        # One savepoint (a transaction outside tests) around the sent UPDATE, the Log rows and the claim.
+        self.assertEqual(sql.count("SAVEPOINT"), 1, sql)
+        opened, closed = sql.index("SAVEPOINT"), sql.index("RELEASE")
+        inside = [query["sql"] for query in queries.captured_queries[opened:closed]]
+        self.assertTrue(any("post_office_log" in q and q.upper().startswith("INSERT") for q in inside), inside)
+        self.assertTrue(any("RETURNING" in q or "FOR UPDATE" in q or "LIMIT" in q for q in inside), inside)
+
     def test_result_from_an_outdated_claim_is_not_written(self):
         email = self.queue("contested")
         slow = Worker()
