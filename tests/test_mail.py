@@ -286,8 +286,12 @@ class SendManyTest(TestCase):
         ]
 
     def count_queries(self, kwargs_list):
-        with CaptureQueriesContext(connection) as queries:
-            mail.send_many(kwargs_list)
+        # Each call as the first of its transaction, as a request's would be: on PostgreSQL
+        # only the first call in a transaction sends the NOTIFY (see NotifyOncePerTransactionTest).
+        with transaction.atomic():
+            with CaptureQueriesContext(connection) as queries:
+                mail.send_many(kwargs_list)
+            transaction.set_rollback(True)
         return len(queries)
 
     def test_query_count_is_constant_per_call(self):
@@ -301,10 +305,7 @@ class SendManyTest(TestCase):
         # Pin the figure: template lookup, savepoint, email insert, attachment
         # lookup, attachment insert, link insert, (PostgreSQL: NOTIFY for idle
         # workers), savepoint release.
-        Email.objects.all().delete()
-        Attachment.objects.all().delete()
-        with self.assertNumQueries(8 if connection.vendor == "postgresql" else 7):
-            mail.send_many(self.kwargs(20))
+        self.assertEqual(self.count_queries(self.kwargs(20)), 8 if connection.vendor == "postgresql" else 7)
 
     def test_rendered_and_stored(self):
         emails = mail.send_many(self.kwargs(5, with_attachments=False))
@@ -451,3 +452,55 @@ class DeliveryEntryPointsTest(TestCase):
         self.assertEqual(list(mail.get_queued()), [due])
         self.assertEqual(mail.send_queued(), (1, 0, 0))
         self.assertEqual([m.subject for m in django_mail.outbox], ["due"])
+
+
+class NotifyOncePerTransactionTest(TransactionTestCase):
+    """PostgreSQL: one NOTIFY wakes the workers for a whole transaction, and a rolled-back part sends it again."""
+
+    def setUp(self) -> None:
+        if connection.vendor != "postgresql":
+            self.skipTest("LISTEN/NOTIFY is PostgreSQL's")
+
+    def notifies(self, run) -> int:  # type: ignore[no-untyped-def]
+        with CaptureQueriesContext(connection) as queries:
+            run()
+        return sum("pg_notify" in query["sql"] for query in queries.captured_queries)
+
+    def queue(self, subject: str) -> Email:
+        return mail.send(["to@example.com"], "from@example.com", subject=subject, message="body")
+
+    def test_one_notify_per_transaction(self):
+        def three_in_one() -> None:
+            with transaction.atomic():
+                for n in range(3):
+                    self.queue(f"in one {n}")
+                mail.send_many([{"recipients": ["to@example.com"], "sender": "from@example.com", "subject": "many"}])
+
+        self.assertEqual(self.notifies(three_in_one), 1)
+        # In autocommit each email is its own transaction, with its own NOTIFY.
+        self.assertEqual(self.notifies(lambda: [self.queue(f"alone {n}") for n in range(2)]), 2)
+        # The next transaction notifies again: the marker went with the last one.
+        self.assertEqual(self.notifies(three_in_one), 1)
+
+    def test_a_rolled_back_savepoint_takes_its_notify_with_it(self):
+        def rolled_back_then_queued() -> None:
+            with transaction.atomic():
+                try:
+                    with transaction.atomic():
+                        self.queue("rolled back")
+                        raise RuntimeError("undo")
+                except RuntimeError:
+                    pass
+                self.queue("kept")
+                self.queue("kept too")
+
+        # The first NOTIFY was dropped with the savepoint; the second is the one delivered at commit.
+        self.assertEqual(self.notifies(rolled_back_then_queued), 2)
+        self.assertEqual(list(Email.objects.values_list("subject", flat=True).order_by("id")), ["kept", "kept too"])
+
+    def test_a_rolled_back_transaction_leaves_no_marker(self):
+        with self.assertRaises(RuntimeError), transaction.atomic():
+            self.queue("gone")
+            raise RuntimeError("undo")
+        self.assertEqual(connection.run_on_commit, [])
+        self.assertEqual(self.notifies(lambda: self.queue("next")), 1)
