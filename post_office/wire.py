@@ -167,9 +167,17 @@ def _join_parts(encoded: list[tuple[bytes, bytes]], delimiter: bytes) -> bytes:
     return (b"\r\n" + delimiter).join(headers + b"\r\n" + body for headers, body in encoded)
 
 
+#: Printable ASCII words with single spaces between them: such a value, when short, is written as it is.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")
+
+
 def _header(out: list[bytes], name: str, value: Any) -> None:
     """Append a header as Django 5.2's SafeMIMEText stores it and compat32 folds it."""
     text = str(value)
+    if len(name) + len(text) < 74 and "=?" not in text and _PLAIN_VALUE.match(text):
+        # What the encoding and folding below give for it, without their cost.
+        out.append(f"{name}: {text}\r\n".encode("ascii"))
+        return
     if "\n" in text or "\r" in text:
         raise _GeneralPath  # Django refuses it with its own error
     if text.isascii():
