@@ -453,7 +453,9 @@ class Worker:
                     if in_flight.pop(email.pk, None) is not None:
                         unstarted.setdefault(job.token, []).append(email)
         while any(job in jobs for job, _email in in_flight.values()):
-            for report in completed.take(1, timeout=None):
+            # Never a wait without a timeout: a signal that reached another thread
+            # (a second SIGTERM: exit now) is handled when this thread wakes.
+            for report in completed.take(1, timeout=FLUSH_SECONDS):
                 _collect(report, in_flight, buffer, unstarted)
         for token, emails in unstarted.items():
             self.release(token, emails)
