@@ -659,7 +659,8 @@ def _run_job(
         while pending and not stop():
             email = _send_chained(pending, stop, done, pace, pool, job.alias) if chained else pending.popleft()
             if email is not None:
-                outcome = send_one(email, pool, throttle)
+                # After the chain, an email it handed back is known not to serialise: no second try.
+                outcome = send_one(email, pool, throttle, try_wire=not chained)
                 done(email, outcome.error)
     finally:
         # Also after an unexpected error: every email of the job is reported once.
@@ -770,17 +771,22 @@ def _collect(
         buffer.append(_with_token(outcome, job.token))
 
 
+def _ids_by_token(emails: list[Email], tokens: dict[int, str | None]) -> dict[str | None, list[int]]:
+    """The emails' ids grouped by the claim token each was sent under."""
+    by_token: dict[str | None, list[int]] = {}
+    for email in emails:
+        by_token.setdefault(tokens[email.pk], []).append(email.pk)
+    return by_token
+
+
 def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QuerySet[Email]:
     """These emails, where each is still held under the claim it was sent with.
 
     A worker whose lease ran out (and whose email another worker took over)
     matches nothing here, so it cannot overwrite the newer result.
     """
-    by_token: dict[str | None, list[int]] = {}
-    for email in emails:
-        by_token.setdefault(tokens[email.pk], []).append(email.pk)
     condition = Q()
-    for token, ids in by_token.items():
+    for token, ids in _ids_by_token(emails, tokens).items():
         condition |= Q(id__in=ids, claimed_by=token, status=STATUS.sending) if token else Q(id__in=ids)
     return Email.objects.filter(condition)
 
@@ -1049,11 +1055,8 @@ def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: dateti
     table, pk = quote(Email._meta.db_table), _column(Email, "id")
     status, claimed_by = _column(Email, "status"), _column(Email, "claimed_by")
     when = _adapt_datetime(now)
-    by_token: dict[str | None, list[int]] = {}
-    for email in emails:
-        by_token.setdefault(tokens[email.pk], []).append(email.pk)
     with db_connection.cursor() as cursor:
-        for token, ids in by_token.items():
+        for token, ids in _ids_by_token(emails, tokens).items():
             for chunk in _chunks(ids):
                 sql = (
                     f"UPDATE {table} SET {status} = %s, {claimed_by} = '', {_column(Email, 'lease_expires_at')} = NULL, "  # noqa: S608
@@ -1106,12 +1109,12 @@ def _describe(error: BaseException) -> str:
     return text.replace("\x00", "\\x00")
 
 
-def send_one(email: Email, pool: ConnectionPool, throttle: float = 0) -> Outcome:
+def send_one(email: Email, pool: ConnectionPool, throttle: float = 0, try_wire: bool = True) -> Outcome:
     """Build and send one email on a pooled connection; never raises."""
     alias = email.backend_alias or "default"
     try:
         # Common shapes go to an SMTP server as bytes written directly (post_office.wire).
-        wire = serialize(email) if pool.accepts_wire(alias) else None
+        wire = serialize(email) if try_wire and pool.accepts_wire(alias) else None
         message = email.email_message() if wire is None else None
         wait_for_slot(alias)
         with pool.connection(alias) as connection:
