@@ -39,6 +39,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check post_office tests migrations_tests example $(wildcard benchmarks)
 	$(BIN)/ruff format --check post_office
 	$(BIN)/mypy post_office
+	$(BIN)/lint-imports --no-cache
 
 migrations-check: $(BIN)/.installed
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run post_office

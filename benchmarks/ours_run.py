@@ -42,7 +42,7 @@ from post_office import mail  # noqa: E402
 from post_office.conf import settings as po_settings  # noqa: E402
 from post_office.delivery import RunStats, Worker  # noqa: E402
 from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate  # noqa: E402
-from post_office.workers import run_processes  # noqa: E402
+from post_office.delivery.processes import run_processes  # noqa: E402
 
 queries = QueryCounter().install()
 

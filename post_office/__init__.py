@@ -6,46 +6,41 @@ Public API::
     mail.send(["to@example.com"], template="welcome", context={...})
 
     EMAIL_BACKEND = "post_office.EmailBackend"
+
+Every name but the version loads on first use: they import the models, which
+Django allows only once the app registry is ready (this package is imported
+while ``INSTALLED_APPS`` is being read).
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
-from .backends import EmailBackend, queue_options
 from .version import __version__
 
-__all__ = [
-    "EmailBackend",
-    "__version__",
-    "mail",
-    "send_mail",
-    "send_html_mail",
-    "send_mass_mail",
-    "mail_admins",
-    "mail_managers",
-    "render_preview",
-    "queue_options",
-    "TemplatedEmailMessage",
-]
+#: Public name -> the module that holds it ("" for the module itself).
+_NAMES = {
+    "mail": "post_office.mail",
+    "EmailBackend": "post_office.backends",
+    "queue_options": "post_office.backends",
+    "send_mail": "post_office.mail",
+    "send_html_mail": "post_office.mail",
+    "send_mass_mail": "post_office.mail",
+    "mail_admins": "post_office.mail",
+    "mail_managers": "post_office.mail",
+    "render_preview": "post_office.rendering.preview",
+    "TemplatedEmailMessage": "post_office.templated",
+}
+
+__all__ = ["__version__", "VERSION", *_NAMES]
 
 VERSION = tuple(int(part) for part in __version__.split("."))
 
-_LAZY = {"send_mail", "send_html_mail", "send_mass_mail", "mail_admins", "mail_managers"}
-
 
 def __getattr__(name: str) -> Any:
-    # The mail module imports models, so it loads only once the app registry is ready.
-    if name == "mail" or name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(".mail", __name__)
-        return module if name == "mail" else getattr(module, name)
-    if name == "render_preview":
-        from .rendering import render_preview
-
-        return render_preview
-    if name == "TemplatedEmailMessage":
-        # templated_mail's module imports Django's views and sites: load it on first use.
-        from .templated import TemplatedEmailMessage
-
-        return TemplatedEmailMessage
-    raise AttributeError(f"module 'post_office' has no attribute {name!r}")
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'post_office' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    return loaded if name == "mail" else getattr(loaded, name)

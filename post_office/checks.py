@@ -1,36 +1,80 @@
-"""System checks for misconfiguration, with ids ``post_office.E0xx`` / ``W0xx``."""
+"""System checks for misconfiguration, with ids ``post_office.E0xx`` / ``W0xx``: one function per id.
+
+:func:`check_settings` runs them all (registered under the ``post_office`` tag).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
-from .conf import KNOWN_KEYS, is_queueing_backend, mailers, mailers_configured
+from .conf import KNOWN_KEYS, is_queueing_backend, mailers, mailers_configured, template_engine
 from .conf import settings as po_settings
+from .delivery.retry import check_error_handler
+from .validation import parse_priority
+
+Messages = list[checks.CheckMessage]
 
 
 @checks.register("post_office")
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> Messages:
     try:
         raw = po_settings.raw
     except ImproperlyConfigured as error:
         return [checks.Error(str(error), id="post_office.E001")]
+    errors: Messages = []
+    for check in CHECKS:
+        errors.extend(check(raw))
+    return errors
 
-    for key in sorted(set(raw) - KNOWN_KEYS):
-        errors.append(
-            checks.Warning(
-                f"POST_OFFICE[{key!r}] is not a post_office setting and is ignored.",
-                hint="Check the spelling against the settings reference.",
-                id="post_office.W001",
-            )
+
+def unknown_keys(raw: dict[str, Any]) -> Messages:
+    """W001: a key of POST_OFFICE this app does not read."""
+    return [
+        checks.Warning(
+            f"POST_OFFICE[{key!r}] is not a post_office setting and is ignored.",
+            hint="Check the spelling against the settings reference.",
+            id="post_office.W001",
         )
+        for key in sorted(set(raw) - KNOWN_KEYS)
+    ]
 
-    backends = raw.get("BACKENDS") or {}
-    for alias, target in backends.items():
+
+def _backend_targets(raw: dict[str, Any]) -> list[tuple[str, Any]]:
+    return list((raw.get("BACKENDS") or {}).items())
+
+
+def _is_mailer(target: str) -> bool:
+    return mailers_configured() and target in mailers()
+
+
+def backend_not_queueing(raw: dict[str, Any]) -> Messages:
+    """E002: a delivery alias that names the queueing backend itself."""
+    return [
+        checks.Error(
+            f"POST_OFFICE['BACKENDS'][{alias!r}] is the queueing backend itself: emails would be queued forever.",
+            hint="Name the backend that really sends, e.g. django.core.mail.backends.smtp.EmailBackend.",
+            id="post_office.E002",
+        )
+        for alias, target in _backend_targets(raw)
+        if isinstance(target, str)
+        and (
+            is_queueing_backend(target)
+            or (_is_mailer(target) and is_queueing_backend(mailers()[target].get("BACKEND")))
+        )
+    ]
+
+
+def backend_importable(raw: dict[str, Any]) -> Messages:
+    """E003: a delivery alias that is neither a MAILERS alias nor an importable backend path."""
+    errors: Messages = []
+    for alias, target in _backend_targets(raw):
         if not isinstance(target, str):
             errors.append(
                 checks.Error(
@@ -38,20 +82,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="post_office.E003",
                 )
             )
-            continue
-        if is_queueing_backend(target) or (
-            mailers_configured() and target in mailers() and is_queueing_backend(mailers()[target].get("BACKEND"))
-        ):
-            errors.append(
-                checks.Error(
-                    f"POST_OFFICE['BACKENDS'][{alias!r}] is the queueing backend itself: emails would be queued forever.",
-                    hint="Name the backend that really sends, e.g. django.core.mail.backends.smtp.EmailBackend.",
-                    id="post_office.E002",
-                )
-            )
-        elif not (mailers_configured() and target in mailers()):
-            from django.utils.module_loading import import_string
-
+        elif not is_queueing_backend(target) and not _is_mailer(target):
             try:
                 import_string(target)
             except ImportError as error:
@@ -61,115 +92,170 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                         id="post_office.E003",
                     )
                 )
-            else:
-                if mailers_configured():
-                    # Django 6.1 deprecates creating backends outside MAILERS; its SMTP
-                    # backend then reads EMAIL_* settings, which MAILERS forbids.
-                    errors.append(
-                        checks.Warning(
-                            f"POST_OFFICE['BACKENDS'][{alias!r}] = {target!r} is a backend path, but MAILERS is "
-                            "configured: Django creates backends from MAILERS entries only.",
-                            hint=f"Add a MAILERS entry with BACKEND {target!r} and its OPTIONS, and name its alias here.",
-                            id="post_office.W002",
-                        )
-                    )
-    if "default" not in po_settings.BACKENDS:
-        errors.append(
-            checks.Error(
-                "No delivery backend for the 'default' alias: MAILERS['default'] is the queueing backend.",
-                hint="Set POST_OFFICE['BACKENDS'] = {'default': '<MAILERS alias that sends>'}.",
-                id="post_office.E004",
-            )
-        )
-
-    from .validation import parse_priority
-
-    try:
-        parse_priority(po_settings.DEFAULT_PRIORITY)
-    except ValueError as error:
-        errors.append(checks.Error(f"POST_OFFICE['DEFAULT_PRIORITY']: {error}", id="post_office.E005"))
-
-    if po_settings.FILE_STORAGE not in settings.STORAGES:
-        errors.append(
-            checks.Error(
-                f"POST_OFFICE['FILE_STORAGE'] = {po_settings.FILE_STORAGE!r} is not an alias in STORAGES.",
-                id="post_office.E006",
-            )
-        )
-
-    try:
-        from .rendering import get_engine
-
-        get_engine()
-    except ImproperlyConfigured as error:
-        errors.append(checks.Error(str(error), id="post_office.E007"))
-
-    if po_settings.CELERY_ENABLED:
-        try:
-            import celery  # noqa: F401
-        except ImportError:
-            errors.append(
-                checks.Error(
-                    "POST_OFFICE['CELERY_ENABLED'] is True but Celery is not installed.",
-                    hint="pip install 'django-post-office-ng[celery]'",
-                    id="post_office.E008",
-                )
-            )
-
-    try:
-        from .retry import check_error_handler
-
-        check_error_handler()
-    except ImproperlyConfigured as error:
-        errors.append(checks.Error(str(error), id="post_office.E010"))
-
-    errors.extend(_check_templates(raw))
-
-    for key in ("LOG_LEVEL",):
-        if raw.get(key, 2) not in (0, 1, 2):
-            errors.append(
-                checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw[key]!r}.", id="post_office.E009")
-            )
     return errors
 
 
-def _check_templates(raw: dict[str, Any]) -> list[checks.CheckMessage]:
-    """The template settings: LANGUAGE_FALLBACKS (E011) and TEMPLATE_CACHE (E012)."""
-    errors: list[checks.CheckMessage] = []
-    fallbacks = raw.get("LANGUAGE_FALLBACKS", True)
-    if isinstance(fallbacks, dict):
-        for language, chain in fallbacks.items():
-            if not isinstance(language, str) or not (
-                isinstance(chain, str) or (isinstance(chain, (list, tuple)) and all(isinstance(c, str) for c in chain))
-            ):
-                errors.append(
-                    checks.Error(
-                        f"POST_OFFICE['LANGUAGE_FALLBACKS'][{language!r}] = {chain!r} is not a list of language codes.",
-                        hint="e.g. {'pt-br': ['pt', 'es']}: the languages tried after 'pt-br', before the base template.",
-                        id="post_office.E011",
-                    )
-                )
-    elif not isinstance(fallbacks, bool):
+def backend_path_beside_mailers(raw: dict[str, Any]) -> Messages:
+    """W002: a backend path while MAILERS is configured (Django 6.1 creates backends from MAILERS only)."""
+    if not mailers_configured():
+        return []
+    errors: Messages = []
+    for alias, target in _backend_targets(raw):
+        if not isinstance(target, str) or is_queueing_backend(target) or _is_mailer(target):
+            continue
+        try:
+            import_string(target)
+        except ImportError:
+            continue  # E003
+        # Django 6.1 deprecates creating backends outside MAILERS; its SMTP
+        # backend then reads EMAIL_* settings, which MAILERS forbids.
         errors.append(
+            checks.Warning(
+                f"POST_OFFICE['BACKENDS'][{alias!r}] = {target!r} is a backend path, but MAILERS is "
+                "configured: Django creates backends from MAILERS entries only.",
+                hint=f"Add a MAILERS entry with BACKEND {target!r} and its OPTIONS, and name its alias here.",
+                id="post_office.W002",
+            )
+        )
+    return errors
+
+
+def default_backend(raw: dict[str, Any]) -> Messages:
+    """E004: no delivery backend for the 'default' alias."""
+    if "default" in po_settings.BACKENDS:
+        return []
+    return [
+        checks.Error(
+            "No delivery backend for the 'default' alias: MAILERS['default'] is the queueing backend.",
+            hint="Set POST_OFFICE['BACKENDS'] = {'default': '<MAILERS alias that sends>'}.",
+            id="post_office.E004",
+        )
+    ]
+
+
+def default_priority(raw: dict[str, Any]) -> Messages:
+    """E005: DEFAULT_PRIORITY is not a priority."""
+    try:
+        parse_priority(po_settings.DEFAULT_PRIORITY)
+    except ValueError as error:
+        return [checks.Error(f"POST_OFFICE['DEFAULT_PRIORITY']: {error}", id="post_office.E005")]
+    return []
+
+
+def file_storage(raw: dict[str, Any]) -> Messages:
+    """E006: FILE_STORAGE is not an alias in STORAGES."""
+    if po_settings.FILE_STORAGE in settings.STORAGES:
+        return []
+    return [
+        checks.Error(
+            f"POST_OFFICE['FILE_STORAGE'] = {po_settings.FILE_STORAGE!r} is not an alias in STORAGES.",
+            id="post_office.E006",
+        )
+    ]
+
+
+def engine(raw: dict[str, Any]) -> Messages:
+    """E007: TEMPLATE_ENGINE does not name a Django template engine."""
+    try:
+        template_engine()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="post_office.E007")]
+    return []
+
+
+def celery_installed(raw: dict[str, Any]) -> Messages:
+    """E008: CELERY_ENABLED without Celery."""
+    if not po_settings.CELERY_ENABLED:
+        return []
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        return [
+            checks.Error(
+                "POST_OFFICE['CELERY_ENABLED'] is True but Celery is not installed.",
+                hint="pip install 'django-post-office-ng[celery]'",
+                id="post_office.E008",
+            )
+        ]
+    return []
+
+
+def log_level(raw: dict[str, Any]) -> Messages:
+    """E009: LOG_LEVEL is not 0, 1 or 2."""
+    if raw.get("LOG_LEVEL", 2) in (0, 1, 2):
+        return []
+    return [
+        checks.Error(f"POST_OFFICE['LOG_LEVEL'] must be 0, 1 or 2, not {raw['LOG_LEVEL']!r}.", id="post_office.E009")
+    ]
+
+
+def error_handler(raw: dict[str, Any]) -> Messages:
+    """E010: ERROR_HANDLER cannot be imported."""
+    try:
+        check_error_handler()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="post_office.E010")]
+    return []
+
+
+def language_fallbacks(raw: dict[str, Any]) -> Messages:
+    """E011: LANGUAGE_FALLBACKS is not True, False or a dict of language lists."""
+    fallbacks = raw.get("LANGUAGE_FALLBACKS", True)
+    if isinstance(fallbacks, bool):
+        return []
+    if not isinstance(fallbacks, dict):
+        return [
             checks.Error(
                 f"POST_OFFICE['LANGUAGE_FALLBACKS'] must be True, False or a dict, not {fallbacks!r}.",
                 id="post_office.E011",
             )
+        ]
+    return [
+        checks.Error(
+            f"POST_OFFICE['LANGUAGE_FALLBACKS'][{language!r}] = {chain!r} is not a list of language codes.",
+            hint="e.g. {'pt-br': ['pt', 'es']}: the languages tried after 'pt-br', before the base template.",
+            id="post_office.E011",
         )
+        for language, chain in fallbacks.items()
+        if not isinstance(language, str)
+        or not (isinstance(chain, str) or (isinstance(chain, (list, tuple)) and all(isinstance(c, str) for c in chain)))
+    ]
+
+
+def template_cache(raw: dict[str, Any]) -> Messages:
+    """E012: TEMPLATE_CACHE is not True, False or a CACHES alias."""
     cache = raw.get("TEMPLATE_CACHE", getattr(settings, "POST_OFFICE_CACHE", True))
     if isinstance(cache, str) and cache not in settings.CACHES:
-        errors.append(
+        return [
             checks.Error(
                 f"POST_OFFICE['TEMPLATE_CACHE'] = {cache!r} is not an alias in CACHES.",
                 hint="Name a CACHES alias, or use True (the 'post_office' alias, else 'default') or False.",
                 id="post_office.E012",
             )
-        )
-    elif not isinstance(cache, (bool, str)):
-        errors.append(
+        ]
+    if not isinstance(cache, (bool, str)):
+        return [
             checks.Error(
                 f"POST_OFFICE['TEMPLATE_CACHE'] must be True, False or a CACHES alias, not {cache!r}.",
                 id="post_office.E012",
             )
-        )
-    return errors
+        ]
+    return []
+
+
+#: Every check, in the order their messages are reported.
+CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
+    unknown_keys,
+    backend_importable,
+    backend_not_queueing,
+    backend_path_beside_mailers,
+    default_backend,
+    default_priority,
+    file_storage,
+    engine,
+    celery_installed,
+    error_handler,
+    language_fallbacks,
+    template_cache,
+    log_level,
+]

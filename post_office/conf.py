@@ -11,10 +11,14 @@ attributes: ``po_settings.BATCH_SIZE``.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from django.core.cache.backends.base import BaseCache
+    from django.template import Engine
 
 #: The keys this app understands; anything else in POST_OFFICE is reported by a check.
 KNOWN_KEYS = frozenset(
@@ -55,7 +59,9 @@ KNOWN_KEYS = frozenset(
 )
 
 QUEUEING_BACKEND = "post_office.EmailBackend"
-QUEUEING_BACKEND_PATHS = frozenset({QUEUEING_BACKEND, "post_office.backends.EmailBackend"})
+QUEUEING_BACKEND_PATHS = frozenset(
+    {QUEUEING_BACKEND, "post_office.backends.EmailBackend", "post_office.enqueue.backend.EmailBackend"}
+)
 DJANGO_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
@@ -336,6 +342,71 @@ def _optional_int(value: Any) -> int | None:
 
 
 settings = PostOfficeSettings()
+
+
+def template_engine() -> Engine:
+    """The Django template engine every email template is compiled with (``TEMPLATE_ENGINE``)."""
+    from django.template import engines
+    from django.template.backends.django import DjangoTemplates
+
+    alias = settings.TEMPLATE_ENGINE
+    if alias:
+        try:
+            backend = engines[alias]
+        except Exception as error:
+            raise ImproperlyConfigured(
+                f"POST_OFFICE['TEMPLATE_ENGINE'] names {alias!r}, which is not an alias in TEMPLATES: {error}"
+            ) from error
+    else:
+        backend = None
+        for candidate in engines.all():
+            if isinstance(candidate, DjangoTemplates) and (backend is None or candidate.name == "post_office"):
+                backend = candidate
+        if backend is None:
+            return _fallback_engine()
+    if not isinstance(backend, DjangoTemplates):
+        raise ImproperlyConfigured(
+            f"POST_OFFICE['TEMPLATE_ENGINE'] must name a Django template engine, not {type(backend).__name__}."
+        )
+    return backend.engine
+
+
+_FALLBACK: list[Engine] = []
+
+
+def _fallback_engine() -> Engine:
+    """A plain Django engine, for projects whose TEMPLATES has no Django engine."""
+    if not _FALLBACK:
+        from django.template import Engine
+
+        _FALLBACK.append(Engine())
+    return _FALLBACK[0]
+
+
+def template_cache() -> BaseCache | None:
+    """The cache used for template lookups (``TEMPLATE_CACHE``), or None when lookups are not cached."""
+    from django.core.cache import caches
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    setting = settings.TEMPLATE_CACHE
+    if setting is False:
+        return None
+    if isinstance(setting, str):
+        try:
+            return caches[setting]
+        except Exception as error:
+            raise ImproperlyConfigured(
+                f"POST_OFFICE['TEMPLATE_CACHE'] names {setting!r}, which is not an alias in CACHES: {error}"
+            ) from error
+    if "post_office" in django_settings.CACHES:
+        return caches["post_office"]
+    cache = caches["default"]
+    # A per-process cache cannot be invalidated from the process where a template
+    # is edited: other processes would send the old text until it expires.
+    if isinstance(cache, (LocMemCache, DummyCache)):
+        return None
+    return cache
 
 
 def __getattr__(name: str) -> Any:

@@ -3,40 +3,45 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import logging
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.core.files.storage import Storage, storages
 from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .choices import CLAIMABLE, PRIORITY, STATUS
 from .conf import settings as po_settings
+from .conf import template_cache
+from .languages import language_codes, normalize_language
+from .validation import check_database_template_name, check_template_syntax
 
 if TYPE_CHECKING:
     from django.core.mail import EmailMessage
 
+__all__ = [
+    "CLAIMABLE",
+    "PRIORITY",
+    "STATUS",
+    "Attachment",
+    "DeliverySwitch",
+    "Email",
+    "EmailQuerySet",
+    "EmailTemplate",
+    "EmailTemplateQuerySet",
+    "Log",
+    "WorkerHeartbeat",
+    "get_attachment_storage",
+    "template_cache_key",
+]
 
-class STATUS(models.IntegerChoices):
-    """Delivery state; the first four keep django-post_office's values."""
-
-    sent = 0, _("sent")
-    failed = 1, _("failed")
-    queued = 2, _("queued")
-    requeued = 3, _("requeued")
-    sending = 4, _("sending")
-
-
-class PRIORITY(models.IntegerChoices):
-    low = 0, _("low")
-    medium = 1, _("medium")
-    high = 2, _("high")
-    now = 3, _("now")
-
-
-#: States a worker may claim from.
-CLAIMABLE = (STATUS.queued, STATUS.requeued)
+logger = logging.getLogger("post_office")
 
 
 class EmailQuerySet(models.QuerySet["Email"]):
@@ -143,7 +148,8 @@ class Email(models.Model):
 
     def email_message(self) -> EmailMessage:
         """Return the Django message that delivery will send (rendered if needed)."""
-        from .mime import build_message
+        # A django-post_office door on the model: it reaches up into message/, so it imports when called.
+        from .message.compose import build_message
 
         return build_message(self)
 
@@ -157,7 +163,8 @@ class Email(models.Model):
         commit: bool = True,
     ) -> int:
         """Send this email now through its backend alias; record and return the status."""
-        from .delivery import dispatch_one
+        # A django-post_office door on the model: it reaches up into delivery/, so it imports when called.
+        from .delivery.worker import dispatch_one
 
         return dispatch_one(self, log_level=log_level, commit=commit)
 
@@ -174,8 +181,6 @@ class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
         return created
 
     def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> int:
-        from .rendering import normalize_language
-
         objs = list(objs)
         for obj in objs:
             obj.language = normalize_language(obj.language)
@@ -187,15 +192,11 @@ class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
         return count
 
     def update(self, **kwargs: Any) -> int:
-        from .rendering import normalize_language, validate_template_fields
-
         # Only plain values: bulk_update() passes expressions, validated before it calls this.
-        validate_template_fields(
+        check_template_syntax(
             {k: v for k, v in kwargs.items() if k in EmailTemplate.TEMPLATE_FIELDS and isinstance(v, str)}
         )
         if "name" in kwargs:
-            from .templated import check_database_template_name
-
             check_database_template_name(kwargs["name"])
         if isinstance(kwargs.get("language"), str):
             kwargs["language"] = normalize_language(kwargs["language"])
@@ -248,15 +249,41 @@ def _add_counts(first: tuple[int, dict[str, int]], second: tuple[int, dict[str, 
 
 
 def _caching() -> bool:
-    from .rendering import template_cache
-
     return template_cache() is not None
 
 
-def _invalidate(names: Any) -> None:
-    from .rendering import invalidate_templates
+#: Bumped whenever the cached value's shape changes, so old entries are never read.
+CACHE_KEY_VERSION = 1
 
-    invalidate_templates(names)
+
+def template_cache_key(name: str) -> str:
+    """The cache key of a template family: its name hashed, so no two names can share a key."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"post_office:template:v{CACHE_KEY_VERSION}:{digest}"
+
+
+def _invalidate(names: Iterable[str | None]) -> None:
+    """Drop the cached families of these template names, now and when the transaction commits.
+
+    Every write to EmailTemplate, single or bulk, comes through here. The
+    second deletion covers a process that reads the old rows (and caches them)
+    between this write and its commit.
+    """
+    cache = template_cache()
+    keys = sorted({template_cache_key(name) for name in names if name})
+    if cache is None or not keys:
+        return
+
+    def delete() -> None:
+        try:
+            cache.delete_many(keys)
+        except Exception:  # noqa: BLE001
+            logger.warning("post_office: could not invalidate cached templates %s", keys, exc_info=True)
+
+    delete()
+    using = router.db_for_write(EmailTemplate)
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(delete, using=using)
 
 
 class EmailTemplate(models.Model):
@@ -330,19 +357,13 @@ class EmailTemplate(models.Model):
         return result
 
     def validate_syntax(self) -> None:
-        from .rendering import validate_template_fields
-
-        validate_template_fields({field: getattr(self, field) for field in self.TEMPLATE_FIELDS})
+        check_template_syntax({field: getattr(self, field) for field in self.TEMPLATE_FIELDS})
 
     def validate_name(self) -> None:
         """Refuse a name starting with ``file:``, which marks file templates."""
-        from .templated import check_database_template_name
-
         check_database_template_name(self.name)
 
     def prepare_for_save(self) -> None:
-        from .rendering import normalize_language
-
         if self.default_template_id is not None and self.default_template is not None:
             self.name = self.default_template.name
         # One spelling per language ('pt-BR' and 'pt_BR' are 'pt-br'), so lookups and
@@ -352,14 +373,8 @@ class EmailTemplate(models.Model):
         self.validate_syntax()
 
     def clean(self) -> None:
-        from django.conf import settings
-        from django.core.exceptions import ValidationError
-
-        from .rendering import normalize_language
-
         self.validate_name()
-        codes = {normalize_language(code) for code, _name in settings.LANGUAGES}
-        if self.language and normalize_language(self.language) not in codes:
+        if self.language and normalize_language(self.language) not in language_codes():
             raise ValidationError({"language": f"{self.language!r} is not in settings.LANGUAGES."})
         if self.default_template_id and not self.language:
             raise ValidationError({"language": "A translation needs a language."})

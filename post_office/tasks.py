@@ -11,13 +11,13 @@ from typing import Any
 from django.dispatch import receiver
 
 from .conf import settings as po_settings
+from .delivery.worker import Worker
+from .models import Email
 from .signals import email_queued
 
 
 def run_delivery() -> dict[str, int]:
     """One delivery pass, as the ``send_queued_mail`` command runs it."""
-    from .delivery import Worker
-
     stats = Worker().run()
     return {"sent": stats.sent, "failed": stats.failed, "requeued": stats.requeued}
 
@@ -34,6 +34,6 @@ else:
 
 
 @receiver(email_queued, dispatch_uid="post_office.tasks.trigger_celery")
-def trigger_celery(sender: Any, emails: list[Any], **kwargs: Any) -> None:
+def trigger_celery(sender: type[Email], emails: list[Email], **kwargs: Any) -> None:
     if po_settings.CELERY_ENABLED and send_queued_mail is not None:
         send_queued_mail.delay()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from .models import Email
+from .enqueue.request import EmailRequest
+from .enqueue.store import queue
+from .models import Email, EmailTemplate
+from .rendering.lookup import find_templates, select_template
 
 
 def send_mail(
@@ -23,27 +25,22 @@ def send_mail(
 
     All are validated before any is stored.
     """
-    from .mail import send_many
-
-    return send_many(
-        [
-            {
-                "recipients": [recipient],
-                "sender": from_email,
-                "subject": subject,
-                "message": message,
-                "html_message": html_message,
-                "scheduled_time": scheduled_time,
-                "headers": headers,
-                "priority": priority,
-            }
-            for recipient in recipient_list
-        ]
-    )
+    requests = [
+        EmailRequest(
+            recipients=[recipient],
+            sender=from_email,
+            subject=subject,
+            message=message,
+            html_message=html_message,
+            scheduled_time=scheduled_time,
+            headers=headers,
+            priority=priority,
+        )
+        for recipient in recipient_list
+    ]
+    return queue(requests, label="kwargs_list")
 
 
-def get_email_template(name: str, language: str = "") -> Any:
+def get_email_template(name: str, language: str = "") -> EmailTemplate:
     """Return the template (or its translation) with this name, as django-post_office does."""
-    from .rendering import find_templates, select_template
-
     return select_template(find_templates([name]), name, language)

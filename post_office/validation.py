@@ -1,4 +1,4 @@
-"""Input checks shared by every entry point (send, send_many, backend, helpers).
+"""Input checks shared by every entry point (send, send_many, backend, helpers, models).
 
 Each function either returns the normalised value or raises a specific
 :class:`~post_office.exceptions.InvalidEmail` naming the field and the value.
@@ -15,9 +15,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.template import TemplateSyntaxError
 from django.utils import timezone
 from django.utils.functional import Promise
 
+from .choices import PRIORITY
+from .conf import template_engine
 from .exceptions import (
     InvalidAddress,
     InvalidArgument,
@@ -25,8 +28,8 @@ from .exceptions import (
     InvalidHeader,
     InvalidPriority,
     InvalidSchedule,
+    TemplateSyntaxInvalid,
 )
-from .models import PRIORITY
 
 _LINE_BREAKS = ("\r", "\n")
 
@@ -182,3 +185,57 @@ def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
             yield from _walk(item, f"{path}[{index}]")
     else:
         yield path, value
+
+
+# -- templates ---------------------------------------------------------------
+
+#: Template names starting with this are file templates; all others are database templates.
+FILE_PREFIX = "file:"
+
+
+def is_file_template(name: Any) -> bool:
+    """True when ``name`` names a file template (``'file:email/welcome.html'``)."""
+    return isinstance(name, str) and name.startswith(FILE_PREFIX)
+
+
+def check_database_template_name(name: Any) -> None:
+    """Refuse an EmailTemplate name starting with ``file:`` (ValidationError on ``name``)."""
+    if is_file_template(name):
+        raise ValidationError(
+            {
+                "name": [
+                    ValidationError(
+                        "%(name)r starts with %(prefix)r, which marks file templates; "
+                        "a database template needs another name.",
+                        code="reserved_name",
+                        params={"name": name, "prefix": FILE_PREFIX},
+                    )
+                ]
+            }
+        )
+
+
+def syntax_error_line(error: TemplateSyntaxError) -> int | None:
+    """The line (in the compiled source) a template syntax error points at, when known."""
+    info = getattr(error, "template_debug", None)
+    if info and info.get("line"):
+        return int(info["line"])
+    # Without template debug info, the line of the failing token.
+    lineno = getattr(getattr(error, "token", None), "lineno", None)
+    return int(lineno) if lineno else None
+
+
+def check_template_syntax(fields: Mapping[str, str | None]) -> None:
+    """Compile each template source; raise one error naming every bad field and its line."""
+    engine = template_engine()
+    errors: dict[str, str] = {}
+    for name, source in fields.items():
+        if not source:
+            continue
+        try:
+            engine.from_string(source)
+        except TemplateSyntaxError as error:
+            line = syntax_error_line(error)
+            errors[name] = f"line {line}: {error}" if line else str(error)
+    if errors:
+        raise TemplateSyntaxInvalid(errors)

@@ -127,7 +127,13 @@ if _SMTP_PORT:
     if django.VERSION >= (6, 1):
         MAILERS["smtp"] = {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": int(_SMTP_PORT), "use_tls": False, "use_ssl": False, "timeout": 10},
+            "OPTIONS": {
+                "host": "127.0.0.1",
+                "port": int(_SMTP_PORT),
+                "use_tls": False,
+                "use_ssl": False,
+                "timeout": 10,
+            },
         }
     else:
         EMAIL_HOST = "127.0.0.1"

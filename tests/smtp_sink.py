@@ -34,7 +34,9 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         with self.sink.lock:
             self.sink.messages.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content))
+                Received(
+                    envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)
+                )
             )
         return "250 Message accepted for delivery"
 

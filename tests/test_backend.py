@@ -120,7 +120,9 @@ def rendered(message: EmailMessage) -> list[Any]:
     parsed = message.message()
     result: list[Any] = [sorted((k, str(v)) for k, v in parsed.items() if k.lower() != "content-type")]
     for part in parsed.walk():
-        result.append((part.get_content_type(), part.get_filename(), part.get("Content-ID"), part.get_payload(decode=True)))
+        result.append(
+            (part.get_content_type(), part.get_filename(), part.get("Content-ID"), part.get_payload(decode=True))
+        )
     return result
 
 
@@ -203,7 +205,11 @@ class QueueingTests(TestCase):
 
     def test_reply_to_header_given_explicitly_wins(self):
         message = EmailMessage(
-            "s", "b", "f@example.com", ["t@example.com"], reply_to=["ignored@example.com"],
+            "s",
+            "b",
+            "f@example.com",
+            ["t@example.com"],
+            reply_to=["ignored@example.com"],
             headers={"Reply-To": "header@example.com"},
         )
         message.send()
@@ -221,7 +227,9 @@ class QueueingTests(TestCase):
         self.assertEqual(email.html_message, "<p>html</p>")
         self.assertEqual(email.alternatives, [[ICS, "text/calendar"]])
         rebuilt = email.email_message()
-        self.assertEqual([tuple(a) for a in rebuilt.alternatives], [("<p>html</p>", "text/html"), (ICS, "text/calendar")])
+        self.assertEqual(
+            [tuple(a) for a in rebuilt.alternatives], [("<p>html</p>", "text/html"), (ICS, "text/calendar")]
+        )
 
     def test_html_only_message(self):
         message = EmailMessage("s", "<h1>Only HTML</h1>", "f@example.com", ["t@example.com"])
@@ -306,7 +314,9 @@ class QueueingTests(TestCase):
         message.send()
         part = Email.objects.get().email_message().message().get_payload()[1]
         self.assertEqual(part.get_content_type(), "text/plain")
-        self.assertEqual(part.get_payload(decode=True).decode(part.get_content_charset()).rstrip("\n"), "Grüße aus Köln")
+        self.assertEqual(
+            part.get_payload(decode=True).decode(part.get_content_charset()).rstrip("\n"), "Grüße aus Köln"
+        )
 
     def test_unicode_subject_body_addresses_and_filenames(self):
         message = EmailMessage(
@@ -426,7 +436,14 @@ class QueueingTests(TestCase):
         self.assertEqual(Email.objects.count(), 0)
 
     def test_priority_and_backend_options(self):
-        with override_settings(POST_OFFICE={"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend", "bulk": "django.core.mail.backends.locmem.EmailBackend"}}):
+        with override_settings(
+            POST_OFFICE={
+                "BACKENDS": {
+                    "default": "django.core.mail.backends.locmem.EmailBackend",
+                    "bulk": "django.core.mail.backends.locmem.EmailBackend",
+                }
+            }
+        ):
             backend = post_office.EmailBackend(priority="high", backend="bulk")
             backend.send_messages([EmailMessage("s", "b", "f@example.com", ["t@example.com"])])
         email = Email.objects.get()
@@ -572,12 +589,20 @@ class SMTPDeliveryTests(TestCase):
     def test_simple_messages_match_django(self):
         def simple() -> EmailMessage:
             return EmailMessage(
-                "Plain only", "Just text ✓", "f@example.com", ["t@example.com"], headers={"Message-ID": "<s@example.com>"}
+                "Plain only",
+                "Just text ✓",
+                "f@example.com",
+                ["t@example.com"],
+                headers={"Message-ID": "<s@example.com>"},
             )
 
         def html_only() -> EmailMessage:
             message = EmailMessage(
-                "HTML only", "<h1>Hi ✓</h1>", "f@example.com", ["t@example.com"], headers={"Message-ID": "<h@example.com>"}
+                "HTML only",
+                "<h1>Hi ✓</h1>",
+                "f@example.com",
+                ["t@example.com"],
+                headers={"Message-ID": "<h@example.com>"},
             )
             message.content_subtype = "html"
             return message
@@ -612,8 +637,15 @@ class SMTPDeliveryTests(TestCase):
         # Headers may show other addresses than the envelope (bounce address, list address).
         def factory() -> EmailMessage:
             return EmailMessage(
-                "Overrides", "b", "bounce@example.com", ["real@example.com"],
-                headers={"From": "Newsletter <news@example.com>", "To": "list@example.com", "Message-ID": "<o@example.com>"},
+                "Overrides",
+                "b",
+                "bounce@example.com",
+                ["real@example.com"],
+                headers={
+                    "From": "Newsletter <news@example.com>",
+                    "To": "list@example.com",
+                    "Message-ID": "<o@example.com>",
+                },
             )
 
         [ours] = self.deliver(lambda: factory().send())
@@ -637,7 +669,9 @@ class SMTPDeliveryTests(TestCase):
 
     def test_send_mail_with_html_arrives_as_alternative(self):
         [received] = self.deliver(
-            lambda: django_mail.send_mail("Hi", "text ✓", "f@example.com", ["t@example.com"], html_message="<b>html ✓</b>")
+            lambda: django_mail.send_mail(
+                "Hi", "text ✓", "f@example.com", ["t@example.com"], html_message="<b>html ✓</b>"
+            )
         )
         parsed = received.message
         self.assertEqual(structure(parsed), ("multipart/alternative", ["text/plain", "text/html"]))
@@ -664,7 +698,10 @@ class SMTPDeliveryTests(TestCase):
             django_mail.mail_admins("Alert", "Something broke")
             self.assertEqual(
                 django_mail.send_mass_mail(
-                    [("M1", "b1", "f@example.com", ["m1@example.com"]), ("M2", "b2", "f@example.com", ["m2@example.com"])]
+                    [
+                        ("M1", "b1", "f@example.com", ["m1@example.com"]),
+                        ("M2", "b2", "f@example.com", ["m2@example.com"]),
+                    ]
                 ),
                 2,
             )
@@ -690,7 +727,9 @@ class SMTPDeliveryTests(TestCase):
     @unittest.skipUnless(DJANGO_61, "email.message.MIMEPart attachments need Django 6.1")
     def test_mimepart_matches_django(self):
         def factory() -> EmailMessage:
-            message = EmailMessage("s", "b", "f@example.com", ["t@example.com"], headers={"Message-ID": "<p@example.com>"})
+            message = EmailMessage(
+                "s", "b", "f@example.com", ["t@example.com"], headers={"Message-ID": "<p@example.com>"}
+            )
             part = email.message.MIMEPart()
             part.set_content(BINARY, maintype="application", subtype="x-custom", filename="custom.dat")
             part["X-Part-Header"] = "kept"

@@ -56,7 +56,13 @@ class SendQueuedMailTest(TestCase):
         self.assertEqual(Email.objects.filter(status=STATUS.queued).count(), 1)
 
     def test_max_emails_stops_after_that_many(self):
-        for subject, priority in [("low", "low"), ("high", "high"), ("medium", "medium"), ("now", "now"), ("low 2", "low")]:
+        for subject, priority in [
+            ("low", "low"),
+            ("high", "high"),
+            ("medium", "medium"),
+            ("now", "now"),
+            ("low 2", "low"),
+        ]:
             queue(subject, priority=priority)
         output = send_queued_mail("--max-emails", "2")
         self.assertIn("2 sent", output)
@@ -71,8 +77,8 @@ class SendQueuedMailTest(TestCase):
         claims: list[tuple[int, int]] = []
         original_claim = Worker.claim
 
-        def recording_claim(worker, limit, ids=None, record=None):
-            token, emails = original_claim(worker, limit, ids=ids, record=record)
+        def recording_claim(worker, limit, ids=None):
+            token, emails = original_claim(worker, limit, ids=ids)
             claims.append((limit, len(emails)))
             return token, emails
 
@@ -244,7 +250,9 @@ class CleanupMailTest(TestCase):
         self.assertTrue(storage.exists(rows["new-name.bin"].file.name))
         # What the remaining email attaches is still readable for delivery.
         message = Email.objects.get(subject="new").email_message()
-        self.assertEqual(sorted(content for _name, content, _type in message.attachments), sorted([used_by_both, shared_file]))
+        self.assertEqual(
+            sorted(content for _name, content, _type in message.attachments), sorted([used_by_both, shared_file])
+        )
 
     def test_short_delete_attachments_flag(self):
         self.make("old", STATUS.sent, 40, attachments={"x.bin": uuid.uuid4().bytes})

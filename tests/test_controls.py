@@ -25,11 +25,13 @@ from django.test import SimpleTestCase, TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from post_office import delivery, exceptions, ratelimit, retry
-from post_office.delivery import Outcome, RunStats, Worker
+from post_office import exceptions, retry
+from post_office.delivery import Outcome, RunStats, Worker, pipeline
+from post_office.delivery import worker as delivery_worker
 from post_office.models import STATUS, DeliverySwitch, Email, Log
 from post_office.retry import ErrorKind
 from post_office.signals import email_failed, email_sent
+from post_office.transport import ratelimit
 from tests.backends import ScriptedBackend
 from tests.helpers import QueueTestMixin
 
@@ -246,7 +248,7 @@ class ThrottleTest(ControlsTestCase):
 
     def run_recording_sleeps(self, **worker_options) -> tuple[RunStats, list[float]]:
         sleeps: list[float] = []
-        with mock.patch("post_office.delivery.time.sleep", side_effect=sleeps.append):
+        with mock.patch("post_office.delivery.threads.time.sleep", side_effect=sleeps.append):
             stats = Worker(**worker_options).run()
         return stats, sleeps
 
@@ -274,7 +276,7 @@ class ThrottleTest(ControlsTestCase):
 
     def test_priority_now_is_not_throttled(self):
         sleeps: list[float] = []
-        with self.po(THROTTLE=5), mock.patch("post_office.delivery.time.sleep", side_effect=sleeps.append):
+        with self.po(THROTTLE=5), mock.patch("post_office.delivery.threads.time.sleep", side_effect=sleeps.append):
             with self.captureOnCommitCallbacks(execute=True):
                 email = self.queue("urgent", priority="now")
         self.assertEqual(Email.objects.get(pk=email.pk).status, STATUS.sent)
@@ -365,7 +367,7 @@ class RateLimitTest(SimpleTestCase):
         with (
             self.settings(POST_OFFICE={"RATE_LIMITS": {alias: 2}}),
             mock.patch.object(ratelimit, "book_slot", side_effect=lambda a, r: ratelimit.time.time() + 0.5) as book,
-            mock.patch("post_office.ratelimit.time.sleep", side_effect=sleeps.append),
+            mock.patch("post_office.transport.ratelimit.time.sleep", side_effect=sleeps.append),
         ):
             ratelimit.wait_for_slot(alias)
         book.assert_called_once_with(alias, 2.0)
@@ -377,7 +379,7 @@ class RateLimitTest(SimpleTestCase):
         with (
             self.settings(POST_OFFICE={"RATE_LIMITS": {"other": 5}}),
             mock.patch.object(ratelimit, "book_slot") as book,
-            mock.patch("post_office.ratelimit.time.sleep") as sleep,
+            mock.patch("post_office.transport.ratelimit.time.sleep") as sleep,
         ):
             ratelimit.wait_for_slot("default")
         book.assert_not_called()
@@ -451,11 +453,11 @@ class LockedRowsTest(ControlsTestCase):
     def claims_empty_first(self, empty: int) -> tuple[Any, list[int]]:
         original, calls = Worker.claim, []
 
-        def claim(worker, limit, ids=None, record=None):
+        def claim(worker, limit, ids=None):
             calls.append(limit)
             if len(calls) <= empty:
                 return "someone-else", []  # as if another worker's open claim held every due row
-            return original(worker, limit, ids=ids, record=record)
+            return original(worker, limit, ids=ids)
 
         return claim, calls
 
@@ -465,7 +467,7 @@ class LockedRowsTest(ControlsTestCase):
         with (
             mock.patch.object(Worker, "claim", claim),
             mock.patch.object(connection.features, "has_select_for_update_skip_locked", True),
-            mock.patch.object(delivery, "LOCKED_RETRY_SECONDS", 0),
+            mock.patch.object(pipeline, "LOCKED_RETRY_SECONDS", 0),
         ):
             stats = Worker(threads=1).run()
         self.assertEqual(stats.sent, 2)
@@ -477,10 +479,10 @@ class LockedRowsTest(ControlsTestCase):
         with (
             mock.patch.object(Worker, "claim", claim),
             mock.patch.object(connection.features, "has_select_for_update_skip_locked", True),
-            mock.patch.object(delivery, "LOCKED_RETRY_SECONDS", 0),
+            mock.patch.object(pipeline, "LOCKED_RETRY_SECONDS", 0),
         ):
             stats = Worker(threads=1).run()
-        self.assertEqual((stats.sent, len(calls)), (0, 1 + delivery.LOCKED_RETRIES))
+        self.assertEqual((stats.sent, len(calls)), (0, 1 + pipeline.LOCKED_RETRIES))
         self.assertEqual(self.counts()[STATUS.queued], 1)  # still there for the next run
 
 
@@ -523,7 +525,7 @@ class PauseTest(ControlsTestCase):
         # Paused right after the first claim: what was claimed is sent, nothing more is claimed.
         with (
             mock.patch.object(DeliverySwitch, "is_paused", side_effect=[False] + [True] * 10),
-            mock.patch.object(delivery, "PAUSE_CHECK_SECONDS", 0),
+            mock.patch.object(delivery_worker, "PAUSE_CHECK_SECONDS", 0),
         ):
             stats = Worker(threads=1, batch_size=2).run()
         self.assertEqual(stats.sent, 2)
@@ -537,7 +539,7 @@ class PauseTest(ControlsTestCase):
             worker = Worker(threads=1, batch_size=2)
             stats = worker.run()
         self.assertEqual(stats.sent, 30)  # 15 claims
-        self.assertLessEqual(is_paused.call_count, 1 + int(stats.elapsed / delivery.PAUSE_CHECK_SECONDS) + 1)
+        self.assertLessEqual(is_paused.call_count, 1 + int(stats.elapsed / delivery_worker.PAUSE_CHECK_SECONDS) + 1)
 
 
 # -- signals and logs -------------------------------------------------------------
@@ -666,7 +668,7 @@ class StoppedByAnErrorTest(ControlsTestCase):
 
         self.queue_many(20, backend="slow")
         with (
-            mock.patch("post_office.delivery.FLUSH_EVERY", 1),
+            mock.patch("post_office.delivery.pipeline.FLUSH_EVERY", 1),
             self.assertRaisesMessage(RuntimeError, "progress display broke"),
         ):
             Worker(threads=1, batch_size=100, on_progress=fail).run()
@@ -789,7 +791,7 @@ class BackoffTest(SimpleTestCase):
         config = {"RETRY_INTERVAL": 60, "MAX_RETRY_INTERVAL": 3600, **settings}
         with (
             self.settings(POST_OFFICE=config),
-            mock.patch("post_office.retry.random.uniform", return_value=jitter) as u,
+            mock.patch("post_office.delivery.retry.random.uniform", return_value=jitter) as u,
         ):
             delay = retry.backoff(retries).total_seconds()
         u.assert_called_once_with(0.5, 1.0)
@@ -905,7 +907,7 @@ class RequeueFlushTest(ControlsTestCase):
         self.assertEqual(len(claimed), 3)
         jitters = [1.0, 0.9, 0.6]
         with self.po(RETRY_INTERVAL=60, MAX_RETRY_INTERVAL=3600, MAX_RETRIES=5):
-            with mock.patch("post_office.retry.random.uniform", side_effect=jitters):
+            with mock.patch("post_office.delivery.retry.random.uniform", side_effect=jitters):
                 before = timezone.now()
                 # A savepoint, one UPDATE for all three, one Log INSERT, the release.
                 with self.assertNumQueries(4), CaptureQueriesContext(connection) as queries:
@@ -932,7 +934,7 @@ class RetryInTheSameRunTest(ControlsTestCase):
         # FLUSH_SECONDS = 0 writes every result as soon as it comes in, so the failure is
         # already written when the batch ends: the run must still look for it again.
         ScriptedBackend.errors = {"flaky": transient()}
-        with self.po(MAX_RETRIES=2, RETRY_INTERVAL=0), mock.patch("post_office.delivery.FLUSH_SECONDS", 0):
+        with self.po(MAX_RETRIES=2, RETRY_INTERVAL=0), mock.patch("post_office.delivery.pipeline.FLUSH_SECONDS", 0):
             email = self.queue("flaky", backend="scripted")
             self.queue("fine", backend="scripted")
             stats = Worker(threads=1).run()

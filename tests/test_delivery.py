@@ -21,7 +21,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from post_office import mail
-from post_office.delivery import Outcome, Worker, _jobs, _Pace
+from post_office.delivery import Outcome, Worker
+from post_office.delivery.threads import Pace, deal
 from post_office.models import STATUS, Email, EmailQuerySet, EmailTemplate, Log
 from tests.backends import RecordingBackend, ScriptedBackend
 from tests.helpers import QueueTestMixin
@@ -201,7 +202,9 @@ class ResultsAndLogsTest(DeliveryTestCase):
         good, bad, expired = self._run_mixed(LOG_LEVEL=1)
         self.assertFalse(Log.objects.filter(email=good).exists())
         log = Log.objects.get(email=bad)
-        self.assertEqual((log.status, log.exception_type, log.message), (STATUS.failed, "RuntimeError", "backend exploded"))
+        self.assertEqual(
+            (log.status, log.exception_type, log.message), (STATUS.failed, "RuntimeError", "backend exploded")
+        )
         self.assertEqual(Log.objects.get(email=expired).exception_type, "Expired")
 
     def test_log_level_2_logs_every_attempt(self):
@@ -407,7 +410,12 @@ class SendNowTest(DeliveryTestCase):
         with self.captureOnCommitCallbacks(execute=True):
             emails = mail.send_many(
                 [
-                    {"recipients": ["a@example.com"], "sender": "f@example.com", "subject": f"bulk now {i}", "priority": "now"}
+                    {
+                        "recipients": ["a@example.com"],
+                        "sender": "f@example.com",
+                        "subject": f"bulk now {i}",
+                        "priority": "now",
+                    }
                     for i in range(3)
                 ]
             )
@@ -485,7 +493,11 @@ class RecipientsAndRenderingTest(DeliveryTestCase):
             name="later", subject="Hi {{ name }}", content="Dear {{ name }}", html_content="<p>{{ name }}</p>"
         )
         email = mail.send(
-            ["to@example.com"], "from@example.com", template="later", context={"name": "Tom & Jerry"}, render_on_delivery=True
+            ["to@example.com"],
+            "from@example.com",
+            template="later",
+            context={"name": "Tom & Jerry"},
+            render_on_delivery=True,
         )
         stored = Email.objects.get(pk=email.pk)
         self.assertEqual((stored.subject, stored.message, stored.html_message), ("", "", ""))
@@ -569,7 +581,8 @@ class ClaimTest(DeliveryTestCase):
         worker = Worker()
         token, [claimed] = worker.claim(1)
         with CaptureQueriesContext(connection) as queries:
-            _token, [nxt] = worker.claim(1, record=[Outcome(claimed, token=token)])
+            with worker.recording(None, [Outcome(claimed, token=token)]):
+                _token, [nxt] = worker.claim(1)
         self.assertEqual((claimed.pk, self.status_of(first)), (first.pk, STATUS.sent))
         self.assertNotEqual(nxt.pk, first.pk)
         sql = [query["sql"].split()[0].upper() for query in queries.captured_queries]
@@ -664,7 +677,7 @@ class PaceTest(TestCase):
     """How many jobs a batch is split into follows whether the threads wait for the server or for each other."""
 
     def test_narrows_when_replies_are_there_before_the_threads_and_widens_when_they_are_not(self):
-        pace = _Pace(32)
+        pace = Pace(32)
         self.assertEqual(pace.width(), 32)  # every thread to start with, as a slow server needs
         widths = []
         for _ in range(5):
@@ -679,7 +692,7 @@ class PaceTest(TestCase):
         self.assertEqual(pace.width(), 32)  # never more than the worker's threads
 
     def test_between_the_thresholds_and_on_too_few_replies_nothing_changes(self):
-        pace = _Pace(8)
+        pace = Pace(8)
         pace.note(read=100, waited=85)
         self.assertEqual(pace.width(), 8)
         pace.note(read=10, waited=0)  # too few to judge
@@ -688,13 +701,13 @@ class PaceTest(TestCase):
         self.assertEqual(pace.width(), 4)
 
     def test_one_thread_stays_one(self):
-        pace = _Pace(1)
+        pace = Pace(1)
         pace.note(read=100, waited=0)
         self.assertEqual(pace.width(), 1)
 
     def test_a_batch_is_dealt_out_in_turn_per_alias(self):
         emails = [Email(pk=n, backend_alias="other" if n % 5 == 0 else "") for n in range(1, 11)]
-        jobs = _jobs("token", emails, 3)
+        jobs = deal("token", emails, 3)
         self.assertEqual(
             [(job.alias, [e.pk for e in job.emails]) for job in jobs],
             [("default", [1, 4, 8]), ("default", [2, 6, 9]), ("default", [3, 7]), ("other", [5]), ("other", [10])],

@@ -30,9 +30,11 @@ from django.db.models import Count
 from django.test import TestCase, TransactionTestCase
 from django.utils import timezone
 
-from post_office import mail, smtp
-from post_office.delivery import FLUSH_EVERY, FLUSH_SECONDS, Worker
+from post_office import mail
+from post_office.delivery import Worker
+from post_office.delivery.pipeline import FLUSH_EVERY, FLUSH_SECONDS
 from post_office.models import STATUS, Email, Log
+from post_office.transport import smtp
 from tests.faulty_smtp import FaultySMTP, free_port, wait_for_port
 from tests.helpers import DJANGO_61, SMTP, delivering_to
 

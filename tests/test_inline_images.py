@@ -238,14 +238,14 @@ class MakeRelatedTest(TestCase):
     """The in-place conversion works on both message classes (Django 5.2 builds compat32, 6.1 MIMEPart)."""
 
     def test_modern_message_class(self):
-        from post_office.mime import _make_related
+        from post_office.message.parts import make_related
 
         message = email.message.EmailMessage()
         message["Subject"] = "Modern"
         message.set_content("<p>Hi <img src='cid:x@inline.post-office'></p>", subtype="html")
         image = email.message.MIMEPart()
         image.set_content(PNG, maintype="image", subtype="png", cid="<x@inline.post-office>", disposition="inline")
-        _make_related(message, [image])
+        make_related(message, [image])
         parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
         self.assertEqual(parsed["Subject"], "Modern")
         self.assertEqual(structure(parsed), ("multipart/related", ["text/html", "image/png"]))

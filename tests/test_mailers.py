@@ -19,10 +19,10 @@ from django.test import TestCase, override_settings
 import post_office
 from post_office import mail
 from post_office.checks import check_settings
-from post_office.connections import backend_factory, check_alias
 from post_office.delivery import Worker
 from post_office.exceptions import DeliveryConfigurationError, UnknownBackend
 from post_office.models import PRIORITY, STATUS, Email, EmailTemplate
+from post_office.transport.connections import backend_factory, check_alias
 from tests.helpers import DJANGO_61, LOCMEM, QUEUE, SMTP, delivering_to
 from tests.smtp_sink import SMTPSink
 
@@ -196,9 +196,13 @@ class NoDeprecationWarningsTests(TestCase):
         from django.contrib.auth.models import User
 
         User.objects.create_user("carol", "carol@example.com", "secret")
-        EmailTemplate.objects.create(name="welcome", subject="Hi {{ name }}", content="Hello {{ name }}", html_content="<b>{{ name }}</b>")
+        EmailTemplate.objects.create(
+            name="welcome", subject="Hi {{ name }}", content="Hello {{ name }}", html_content="<b>{{ name }}</b>"
+        )
         part = email.message.MIMEPart()
-        part.set_content(b"\x89PNG fake", maintype="image", subtype="png", disposition="inline", filename="logo.png", cid="<logo@x>")
+        part.set_content(
+            b"\x89PNG fake", maintype="image", subtype="png", disposition="inline", filename="logo.png", cid="<logo@x>"
+        )
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -207,8 +211,14 @@ class NoDeprecationWarningsTests(TestCase):
                     # Django's mail APIs, queued by the MAILERS default entry.
                     django_mail.send_mail("a", "b", "f@example.com", ["t@example.com"], html_message="<p>b</p>")
                     message = EmailMultiAlternatives(
-                        "rich", "body", "f@example.com", ["t@example.com"], cc=["c@example.com"],
-                        bcc=["h@example.com"], reply_to=["r@example.com"], headers={"X-Tag": "1"},
+                        "rich",
+                        "body",
+                        "f@example.com",
+                        ["t@example.com"],
+                        cc=["c@example.com"],
+                        bcc=["h@example.com"],
+                        reply_to=["r@example.com"],
+                        headers={"X-Tag": "1"},
                     )
                     message.attach_alternative("<p>body</p>", "text/html")
                     message.attach("a.txt", "text attachment", "text/plain")
@@ -223,12 +233,37 @@ class NoDeprecationWarningsTests(TestCase):
                     form.save(domain_override="example.com")
                     # post_office's own API and helpers.
                     mail.send(["t@example.com"], "f@example.com", template="welcome", context={"name": "Al"})
-                    mail.send(["t@example.com"], "f@example.com", template="welcome", context={"name": "Bo"}, render_on_delivery=True)
-                    mail.send(["t@example.com"], "f@example.com", subject="now", message="m", priority="now")
-                    mail.send_many([{"recipients": ["t@example.com"], "sender": "f@example.com", "subject": "many", "message": "m"}])
                     mail.send(
-                        ["t@example.com"], "f@example.com", subject="att", message="m",
-                        attachments={"c.txt": b"content", "logo.png": {"file": b"\x89PNG", "mimetype": "image/png", "headers": {"Content-ID": "<l@x>"}}},
+                        ["t@example.com"],
+                        "f@example.com",
+                        template="welcome",
+                        context={"name": "Bo"},
+                        render_on_delivery=True,
+                    )
+                    mail.send(["t@example.com"], "f@example.com", subject="now", message="m", priority="now")
+                    mail.send_many(
+                        [
+                            {
+                                "recipients": ["t@example.com"],
+                                "sender": "f@example.com",
+                                "subject": "many",
+                                "message": "m",
+                            }
+                        ]
+                    )
+                    mail.send(
+                        ["t@example.com"],
+                        "f@example.com",
+                        subject="att",
+                        message="m",
+                        attachments={
+                            "c.txt": b"content",
+                            "logo.png": {
+                                "file": b"\x89PNG",
+                                "mimetype": "image/png",
+                                "headers": {"Content-ID": "<l@x>"},
+                            },
+                        },
                     )
                     mail.send_mail("h", "m", "f@example.com", ["t@example.com"], priority="high")
                     mail.mail_admins("h", "m")
@@ -267,7 +302,11 @@ class EmailBackendSettingTests(TestCase):
         with SMTPSink() as sink:
             options = sink.backend_options()
             with override_settings(
-                EMAIL_BACKEND=QUEUE, EMAIL_HOST=options["host"], EMAIL_PORT=options["port"], EMAIL_TIMEOUT=10, POST_OFFICE={}
+                EMAIL_BACKEND=QUEUE,
+                EMAIL_HOST=options["host"],
+                EMAIL_PORT=options["port"],
+                EMAIL_TIMEOUT=10,
+                POST_OFFICE={},
             ):
                 self.assertEqual(django_mail.send_mail("s", "over smtp", "f@example.com", ["t@example.com"]), 1)
                 self.assertEqual(sink.messages, [])

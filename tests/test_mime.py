@@ -1,4 +1,4 @@
-"""The serialisation shortcuts of post_office.mime give byte-for-byte Django's output."""
+"""The serialisation shortcuts of post_office.message (compose, parts) give byte-for-byte Django's output."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from email._policybase import Compat32
 from django.core.mail import EmailMultiAlternatives
 from django.test import SimpleTestCase
 
-from post_office.mime import QueuedMessage, _FastCompat32
+from post_office.message.compose import QueuedMessage
+from post_office.message.parts import FastCompat32
 
 from .helpers import DJANGO_61
 
@@ -24,7 +25,7 @@ class FastFoldTest(SimpleTestCase):
         # Short printable ASCII takes the shortcut; everything else the general
         # algorithm: either way the result must be compat32's.
         rng = random.Random(20261122)
-        standard, fast = Compat32(linesep="\r\n"), _FastCompat32(linesep="\r\n")
+        standard, fast = Compat32(linesep="\r\n"), FastCompat32(linesep="\r\n")
         for _ in range(20000):
             name = rng.choice(HEADER_NAMES)
             value = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 120)))

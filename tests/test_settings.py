@@ -73,7 +73,9 @@ class BehaviourTest(TestCase):
             },
         ]
         with override_settings(TEMPLATES=templates, POST_OFFICE={"TEMPLATE_ENGINE": "mail"}):
-            email = mail.send("a@example.com", subject="{{ nope }}", html_message="<i>{{ x }}</i>", context={"x": "<b>"})
+            email = mail.send(
+                "a@example.com", subject="{{ nope }}", html_message="<i>{{ x }}</i>", context={"x": "<b>"}
+            )
         self.assertEqual(email.subject, "MISSING")
         self.assertEqual(email.html_message, "<i><b></i>")
 

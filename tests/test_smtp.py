@@ -7,9 +7,9 @@ import smtplib
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.test import SimpleTestCase, override_settings
 
-from post_office import smtp
-from post_office.connections import accepts_wire, backend_factory
-from post_office.wire import Wire
+from post_office.transport import smtp
+from post_office.transport.connections import accepts_wire, backend_factory
+from post_office.transport.smtp import Wire
 
 WIRE = Wire("from@example.com", ["a@example.com", "b@example.com"], b"Subject: x\r\n\r\n.dot line\r\nend")
 
@@ -116,7 +116,10 @@ class PipelinedTransactionTest(SimpleTestCase):
 
 
 def wires(count: int) -> list[tuple[int, Wire]]:
-    return [(n, Wire("from@example.com", [f"to{n}@example.com"], f"Subject: {n}\r\n\r\nbody {n}".encode())) for n in range(count)]
+    return [
+        (n, Wire("from@example.com", [f"to{n}@example.com"], f"Subject: {n}\r\n\r\nbody {n}".encode()))
+        for n in range(count)
+    ]
 
 
 def commands(n: int) -> bytes:

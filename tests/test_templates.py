@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import sys
 import tempfile
-import types
 from unittest import mock
 
 from django import template as django_template
@@ -23,6 +21,7 @@ from django.utils import translation
 
 import post_office
 from post_office import mail, rendering
+from post_office.conf import template_cache
 from post_office.delivery import Worker
 from post_office.exceptions import (
     MissingVariables,
@@ -31,9 +30,11 @@ from post_office.exceptions import (
     TemplateSyntaxInvalid,
     UnknownTemplate,
 )
-from post_office.models import STATUS, Attachment, Email, EmailTemplate, Log
-from post_office.plaintext import html_to_text
-from post_office.rendering import Rendered, cache_key, language_chain, render_preview
+from post_office.models import CACHE_KEY_VERSION, STATUS, Attachment, Email, EmailTemplate, Log
+from post_office.rendering import cache_key, language_chain, render_preview
+from post_office.rendering.files import RenderedFile
+from post_office.rendering.lookup import _pack
+from post_office.rendering.plaintext import html_to_text
 from post_office.retry import is_permanent
 
 # A tag library only one engine knows (used as that engine's builtin below).
@@ -335,7 +336,7 @@ class TemplateCacheTest(TestCase):
             self.assertEqual(self.subject("", "welcomeid"), "Welcome-id template")
             self.assertEqual(self.subject("", "welcome"), "Welcome base")
         self.assertNotEqual(cache_key("welcome"), cache_key("welcomeid"))
-        self.assertTrue(cache_key("welcome").startswith(f"post_office:template:v{rendering.CACHE_KEY_VERSION}:"))
+        self.assertTrue(cache_key("welcome").startswith(f"post_office:template:v{CACHE_KEY_VERSION}:"))
 
     def test_invalidated_again_when_the_transaction_commits(self):
         self.warm()
@@ -343,7 +344,7 @@ class TemplateCacheTest(TestCase):
             self.german.subject = "Später"
             self.german.save()
             # Another process reads the old row before the commit and caches it.
-            caches["post_office"].set(cache_key("news"), rendering._pack({"": self.base}))
+            caches["post_office"].set(cache_key("news"), _pack({"": self.base}))
         self.assertTrue(callbacks)
         self.assertEqual(self.subject(), "Später")
 
@@ -405,7 +406,7 @@ class CacheChoiceTest(TestCase):
     def test_per_process_default_cache_is_not_used(self):
         # Django's implicit default (LocMemCache) cannot be invalidated from another process.
         with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
-            self.assertIsNone(rendering.template_cache())
+            self.assertIsNone(template_cache())
 
     def test_shared_default_cache_is_used(self):
         with tempfile.TemporaryDirectory() as directory:
@@ -413,14 +414,14 @@ class CacheChoiceTest(TestCase):
                 "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": directory}
             }
             with override_settings(CACHES=shared):
-                self.assertIs(rendering.template_cache(), caches["default"])
+                self.assertIs(template_cache(), caches["default"])
                 EmailTemplate.objects.create(name="t", subject="s")
                 mail.send("a@example.com", template="t")
                 self.assertIsNotNone(caches["default"].get(cache_key("t")))
 
     def test_explicit_alias(self):
         with override_settings(CACHES=POST_OFFICE_CACHE), po(TEMPLATE_CACHE="default"):
-            self.assertIs(rendering.template_cache(), caches["default"])
+            self.assertIs(template_cache(), caches["default"])
 
     def test_checks(self):
         from post_office.checks import check_settings
@@ -743,20 +744,13 @@ class PreviewTest(TestCase):
 
         def render_file_template(name, context, language):
             calls.append((name, dict(context), language))
-            return Rendered("File subject", "file text", "<p>file</p>")
+            return RenderedFile("File subject", "file text", "<p>file</p>", language="de")
 
-        fake = types.ModuleType("post_office.templated")
-        fake.render_file_template = render_file_template
-        with mock.patch.dict(sys.modules, {"post_office.templated": fake}):
+        with mock.patch("post_office.rendering.preview.render_file_template", render_file_template):
             preview = render_preview("file:email/welcome.html", {"a": 1}, language="de")
         self.assertEqual(calls, [("file:email/welcome.html", {"a": 1}, "de")])
         self.assertEqual(
             (preview.subject, preview.message, preview.html_message), ("File subject", "file text", "<p>file</p>")
         )
+        self.assertEqual(preview.template_language, "de")
         self.assertIsNone(preview.template)
-
-    def test_file_templates_unavailable(self):
-        with mock.patch.dict(sys.modules, {"post_office.templated": types.ModuleType("post_office.templated")}):
-            with self.assertRaises(UnknownTemplate) as raised:
-                render_preview("file:email/welcome.html")
-        self.assertIn("file templates are not available", str(raised.exception))

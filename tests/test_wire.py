@@ -1,4 +1,4 @@
-"""post_office.wire writes what Django's SMTP backend would send, without Django's message objects."""
+"""post_office.message.wire writes what Django's SMTP backend would send, without Django's message objects."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from unittest import mock
 from django.core.mail.message import sanitize_address
 from django.test import SimpleTestCase, override_settings
 
-from post_office import wire
-from post_office.mime import build_message
+from post_office.message import parts, wire
+from post_office.message.compose import build_message
 from post_office.models import Email
 
 from .helpers import DJANGO_61
@@ -239,20 +239,24 @@ class EnvelopeAddressTest(SimpleTestCase):
 
 
 class BoundaryTest(SimpleTestCase):
-    def test_boundaries_are_distinct_and_in_the_standard_range(self):
-        numbers = [wire._boundary_number() for _ in range(2000)]
-        self.assertEqual(len(set(numbers)), len(numbers))
-        self.assertTrue(all(0 <= number < sys.maxsize for number in numbers))
+    def test_boundaries_are_distinct_and_in_the_standard_format(self):
+        boundaries = [parts.new_boundary() for _ in range(2000)]
+        self.assertEqual(len(set(boundaries)), len(boundaries))
+        for boundary in boundaries:
+            self.assertRegex(boundary, r"\A={15}\d{19}==\Z")
+            self.assertLess(int(boundary[15:-2]), sys.maxsize)
 
     def test_a_forked_worker_draws_its_own_key(self):
         read, write = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: report its key and leave at once
-            os.write(write, wire._Boundaries.key)
-            os._exit(0)
+        if pid == 0:  # the child: report its key and leave at once, whatever happens
+            try:
+                os.write(write, parts._Boundaries.key)
+            finally:
+                os._exit(0)
         os.waitpid(pid, 0)
         child_key = os.read(read, 64)
         os.close(read)
         os.close(write)
         self.assertEqual(len(child_key), 32)
-        self.assertNotEqual(child_key, wire._Boundaries.key)
+        self.assertNotEqual(child_key, parts._Boundaries.key)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from post_office.inline import embed
+from post_office.rendering.inline import embed
 
 register = template.Library()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from post_office.conf import settings as po_settings
@@ -15,14 +15,14 @@ from post_office.notify import notify_queued
 class Command(BaseCommand):
     help = "Pause or resume delivery for every worker (enqueueing goes on), or show workers' heartbeats."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         pause = actions.add_parser("pause", help="Stop delivery; queued mail waits.")
         pause.add_argument("--reason", default="", help="Shown by 'status' and in the admin.")
         actions.add_parser("resume", help="Deliver again.")
         actions.add_parser("status", help="Show whether delivery is paused, and the workers' heartbeats.")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, *args: str, **options: Any) -> None:
         action = options["action"]
         if action in ("pause", "resume"):
             DeliverySwitch.set_paused(action == "pause", options.get("reason", ""))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from post_office.template_files import TemplateFilesError, export_templates, import_templates
+from post_office.rendering.sync import TemplateFilesError, export_templates, import_templates
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         "or import such files back (checked first, written all at once)."
     )
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         export = actions.add_parser("export", help="Write one file per template and language.")
         export.add_argument("directory")
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         imported.add_argument("directory")
         imported.add_argument("--dry-run", action="store_true", help="Show the differences; write nothing.")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, *args: str, **options: Any) -> None:
         try:
             if options["action"] == "export":
                 self.export(options["directory"], options["names"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from post_office.maintenance import LOG_RESULTS, purge_logs
 
@@ -12,7 +12,7 @@ from post_office.maintenance import LOG_RESULTS, purge_logs
 class Command(BaseCommand):
     help = "Delete Log rows older than DAYS days; by default only those of successful attempts."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("days", type=int, help="Age in days; younger logs are kept.")
         parser.add_argument(
             "-r",
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Only print how many logs would be deleted.")
         parser.add_argument("-b", "--batch-size", type=int, default=1000, help="Rows deleted per batch (default 1000).")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, *args: str, **options: Any) -> None:
         if options["days"] < 0:
             raise CommandError("DAYS must be zero or more")
         if options["batch_size"] < 1:

@@ -6,9 +6,9 @@ import logging
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from post_office.runner import run_runners
+from post_office.delivery.runner import run_runners
 
 RUNNER_OPTIONS = ("processes", "sleep", "max_seconds", "max_passes", "batch_size", "log_level")
 
@@ -16,7 +16,7 @@ RUNNER_OPTIONS = ("processes", "sleep", "max_seconds", "max_passes", "batch_size
 class Command(BaseCommand):
     help = "Deliver queued mail in a loop; SIGTERM stops gracefully, a second signal at once."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-p", "--processes", type=int, default=1, help="Runner processes to fork (default 1).")
         parser.add_argument("--sleep", type=float, help="Seconds to wait when the queue is empty (EMPTY_QUEUE_SLEEP).")
         parser.add_argument("--max-seconds", type=float, help="Stop gracefully after this many seconds.")
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, help="Emails claimed at once (default BATCH_SIZE).")
         parser.add_argument("-l", "--log-level", type=int, choices=(0, 1, 2), help="Override POST_OFFICE['LOG_LEVEL'].")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, *args: str, **options: Any) -> None:
         for name in ("processes", "max_passes", "batch_size"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from post_office.delivery import RunStats
-from post_office.workers import run_processes
+from post_office.delivery.processes import run_processes
+from post_office.delivery.stats import RunStats
 
 
 class Command(BaseCommand):
     help = "Send queued emails that are due: priority order, oldest first, each through its backend."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-p", "--processes", type=int, default=1, help="Worker processes to run (default 1).")
         parser.add_argument("-l", "--log-level", type=int, choices=(0, 1, 2), help="Override POST_OFFICE['LOG_LEVEL'].")
         parser.add_argument("--batch-size", type=int, help="Emails claimed at once (default BATCH_SIZE).")
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         # django-post_office's cron lines pass a lock file; claims in the database make it unnecessary.
         parser.add_argument("-L", "--lockfile", help="Accepted for compatibility and ignored: no lock file is used.")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def handle(self, *args: str, **options: Any) -> None:
         if options["processes"] < 1:
             raise CommandError("--processes must be at least 1")
         if options["batch_size"] is not None and options["batch_size"] < 1:

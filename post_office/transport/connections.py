@@ -19,9 +19,10 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.utils.module_loading import import_string
 
-from .conf import is_queueing_backend, mailers, mailers_configured
-from .conf import settings as po_settings
-from .exceptions import DeliveryConfigurationError, UnknownBackend
+from ..conf import is_queueing_backend, mailers, mailers_configured
+from ..conf import settings as po_settings
+from ..exceptions import DeliveryConfigurationError, UnknownBackend
+from .smtp import EmailBackend as SMTPBackend
 
 DEFAULT_ALIAS = "default"
 DJANGO_SMTP = "django.core.mail.backends.smtp.EmailBackend"
@@ -71,8 +72,6 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
             )
         if _is_django_smtp(entry.get("BACKEND", DJANGO_SMTP)):
             # Django's SMTP backend with this entry's OPTIONS, as mailers[target] would make it.
-            from .smtp import EmailBackend as SMTPBackend
-
             return functools.partial(SMTPBackend, alias=target, **entry.get("OPTIONS", {}))
         from django.core.mail import mailers as django_mailers  # type: ignore[attr-defined]
 
@@ -88,9 +87,7 @@ def backend_factory(alias: str) -> Callable[[], BaseEmailBackend]:
             f"POST_OFFICE['BACKENDS'][{alias!r}]: could not import {target!r}: {error}"
         ) from error
     if backend_class is DjangoSMTPBackend:
-        # The same backend, able to send stored emails without rebuilding them (post_office.smtp).
-        from .smtp import EmailBackend as SMTPBackend
-
+        # The same backend, able to send stored emails without rebuilding them (transport.smtp).
         return SMTPBackend
     return backend_class
 
@@ -103,7 +100,7 @@ def _is_django_smtp(path: str) -> bool:
 
 
 def accepts_wire(alias: str) -> bool:
-    """True when the alias's backend sends serialised stored emails (``send_wire``, see post_office.wire)."""
+    """True when the alias's backend sends serialised stored emails (a ``WireBackend``, see message.wire)."""
     factory = backend_factory(alias)
     backend_class = factory.func if isinstance(factory, functools.partial) else factory
     return callable(getattr(backend_class, "send_wire", None))
@@ -151,10 +148,6 @@ class ConnectionPool:
             with self._condition:
                 self._idle.setdefault(alias, []).append(connection)
                 self._condition.notify()
-
-    def open_count(self, alias: str) -> int:
-        with self._condition:
-            return self._open.get(alias, 0)
 
     def _checkout(self, alias: str) -> BaseEmailBackend:
         with self._condition:

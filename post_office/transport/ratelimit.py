@@ -19,7 +19,7 @@ import time
 
 from django.conf import settings
 
-from .conf import settings as po_settings
+from ..conf import settings as po_settings
 
 _SLOT = struct.Struct("d")
 _thread_lock = threading.Lock()

@@ -21,37 +21,33 @@ retried by the usual policy, so a dead SMTP server does not end it either.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import queue
 import select
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import Any
 
-from django import db
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.models import Min
 from django.utils import timezone
 
-from .conf import settings as po_settings
-from .delivery import RunStats, Worker
-from .models import STATUS, DeliverySwitch, Email, WorkerHeartbeat
-from .notify import CHANNEL
+from ..choices import STATUS
+from ..conf import settings as po_settings
+from ..models import DeliverySwitch, Email
+from .heartbeat import DB_ERRORS, Heartbeat
+from .listener import Listener
+from .processes import fork
+from .shutdown import Shutdown
+from .stats import RunStats
+from .worker import Worker
 
 logger = logging.getLogger("post_office")
 
 #: Longest pause between attempts while the database is unreachable (seconds).
 DB_RETRY_MAX_SLEEP = 30.0
-#: Longest pause between attempts to reopen the LISTEN connection (seconds).
-LISTEN_RETRY_MAX_SLEEP = 60.0
-#: Database errors the loop survives (InterfaceError is not a DatabaseError).
-DB_ERRORS = (DatabaseError, InterfaceError)
 
 
 @dataclass
@@ -65,97 +61,10 @@ class RunnerStats(RunStats):
         return f"{super().summary()}; {self.passes} passes, {self.db_errors} database errors"
 
 
-class Listener:
-    """A dedicated autocommit psycopg connection LISTENing on :data:`~post_office.notify.CHANNEL`.
-
-    Enqueueing sends ``NOTIFY`` in the caller's transaction (no trigger, so no
-    DDL rights are needed). Connection failures are logged and retried later;
-    in the meantime the runner simply polls.
-    """
-
-    def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
-        self.alias = alias
-        self.conn: Any = None
-        self._retry_at = 0.0
-        self._failures = 0
-
-    def fileno(self) -> int | None:
-        return self.conn.fileno() if self.conn is not None else None
-
-    def ensure(self) -> bool:
-        """Open and LISTEN unless already done (or a recent attempt failed); True when listening."""
-        if self.conn is not None:
-            return True
-        if time.monotonic() < self._retry_at:
-            return False
-        try:
-            import psycopg
-            from psycopg import sql
-        except ImportError:
-            logger.warning("psycopg 3 is not installed: runmailer polls instead of LISTENing for new mail")
-            self._retry_at = float("inf")
-            return False
-        params = dict(connections[self.alias].get_connection_params())
-        # Django's own cursor class and adapters do not belong on this connection.
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.setdefault("connect_timeout", 10)
-        try:
-            conn = psycopg.connect(autocommit=True, **params)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-        except (psycopg.Error, OSError) as error:
-            self._failures += 1
-            delay = min(LISTEN_RETRY_MAX_SLEEP, 2.0**self._failures)
-            self._retry_at = time.monotonic() + delay
-            logger.warning("Cannot LISTEN for new mail (%s); polling, next attempt in %.0fs", error, delay)
-            return False
-        if self._failures:
-            logger.info("Listening for new mail again")
-        self.conn, self._failures = conn, 0
-        return True
-
-    def seconds_to_retry(self) -> float | None:
-        """How long until the next attempt to reconnect; None when connected or not retrying."""
-        if self.conn is not None or self._retry_at == float("inf"):
-            return None
-        return max(0.0, self._retry_at - time.monotonic())
-
-    def retry_soon(self) -> None:
-        """Drop the connection and reconnect at the next chance (the database is back)."""
-        self.close()
-        if self._retry_at != float("inf"):
-            self._retry_at = 0.0
-
-    def drain(self) -> int:
-        """Consume waiting notifications; return how many. A broken connection is closed."""
-        import psycopg
-
-        received = 0
-        try:
-            # A server that ended the connection first sends an error message
-            # (read here without complaint), then EOF: read until nothing is left.
-            while self.conn is not None:
-                received += sum(1 for _ in self.conn.notifies(timeout=0))
-                if not select.select([self.conn.fileno()], [], [], 0)[0]:
-                    break
-        except (psycopg.Error, OSError) as error:
-            logger.warning("Lost the LISTEN connection (%s); reconnecting", error)
-            self.close()
-        return received
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail; it is gone anyway
-                pass
-        self.conn = None
-
-
 class Runner:
     """Deliver mail until stopped, sleeping when the queue is empty.
 
-    Options not listed here go to :class:`~post_office.delivery.Worker`.
+    Options not listed here go to :class:`~post_office.delivery.worker.Worker`.
     ``max_seconds`` and ``max_passes`` bound the whole run (tests, rolling
     restarts); ``sleep`` overrides ``EMPTY_QUEUE_SLEEP``.
     """
@@ -174,62 +83,33 @@ class Runner:
         self.sleep = po_settings.EMPTY_QUEUE_SLEEP if sleep is None else sleep
         self.max_seconds = max_seconds
         self.max_passes = max_passes
-        self.heartbeat_interval = po_settings.HEARTBEAT_INTERVAL if heartbeat_interval is None else heartbeat_interval
         self.handle_signals = handle_signals
         self.parent_pid = parent_pid
-        self.worker = Worker(on_progress=self._on_progress, **worker_options)
+        self.worker = Worker(on_progress=lambda stats: self.heartbeat.beat_if_due(), **worker_options)
+        interval = po_settings.HEARTBEAT_INTERVAL if heartbeat_interval is None else heartbeat_interval
+        self.heartbeat = Heartbeat(self.worker.name, interval, self._counters)
+        self.shutdown = Shutdown(self._on_first_signal)
         self.stats = RunnerStats()
-        self.started = timezone.now()
         self.listener: Listener | None = None
-        self._stop_requested = False
-        self._signal: int | None = None
-        self._state: str | None = None
-        self._next_beat = 0.0
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._previous_handlers: dict[int, Any] = {}
         self._announcer: threading.Thread | None = None
 
     # -- control -----------------------------------------------------------
 
     def stop(self) -> None:
         """Stop gracefully: finish the emails in flight, give back the rest, then return from run()."""
-        self._stop_requested = True
+        self.shutdown.request()
         self.worker.stop()
-        self._wake()
 
-    def _wake(self) -> None:
-        if self._wake_w is not None:
-            try:
-                self._wake_w.send(b"\0")
-            except OSError:  # the buffer is full: a wake-up is already pending
-                pass
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only flags and a byte on a socket here: the main thread may be in the
-        # middle of a query or a log call when the signal arrives.
-        if self._stop_requested:
-            os.write(2, f"post_office: second signal ({signal.Signals(signum).name}), exiting now\n".encode())
-            os._exit(128 + signum)
-        self._signal = signum
+    def _on_first_signal(self, signum: int) -> None:
         self.stop()
         # The main thread is busy finishing the emails in flight: say so from another thread.
-        self._announcer = threading.Thread(target=self._announce_stopping, name="post_office-stopping", daemon=True)
+        self._announcer = threading.Thread(
+            target=self.heartbeat.announce_stopping, name="post_office-stopping", daemon=True
+        )
         self._announcer.start()
 
-    def _announce_stopping(self) -> None:
-        try:
-            # Never over the final state, should this thread be late.
-            WorkerHeartbeat.objects.filter(name=self.worker.name).exclude(state__in=("stopped", "crashed")).update(
-                state="stopping", last_seen=timezone.now()
-            )
-        except DB_ERRORS as error:
-            logger.warning("Could not write the heartbeat: %s", error)
-        finally:
-            db.connections.close_all()  # this thread's own connections
-
     def _should_stop(self) -> bool:
-        if self._stop_requested:
+        if self.shutdown.requested:
             return True
         if self.max_passes is not None and self.stats.passes >= self.max_passes:
             return True
@@ -244,10 +124,7 @@ class Runner:
 
     def run(self) -> RunnerStats:
         """Run until stopped; return the figures of the whole run."""
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._install_signal_handlers()
+        self.shutdown.open(self.handle_signals)
         if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
             self.listener = Listener()
         logger.info(
@@ -263,18 +140,15 @@ class Runner:
                 self._loop()
             final_state = "stopped"
         finally:
-            self._restore_signal_handlers()
+            self.shutdown.close()
             if self._announcer is not None:
                 self._announcer.join(timeout=10)  # so "stopping" never lands after the final state
             try:
-                self._beat(final_state, force=True)
+                self.heartbeat.beat(final_state, force=True)
             except DB_ERRORS as error:
                 logger.warning("Could not write the last heartbeat: %s", error)
             if self.listener is not None:
                 self.listener.close()
-            self._wake_r.close()
-            self._wake_w.close()
-            self._wake_r = self._wake_w = None
             logger.info(
                 "runmailer %s %s: %s",
                 self.worker.name,
@@ -292,17 +166,17 @@ class Runner:
                 if self.listener is not None:
                     # Listen before the pass, so mail queued during it wakes the wait below.
                     self.listener.ensure()
-                if self._state is None:
-                    self._beat("running")
+                if self.heartbeat.state is None:
+                    self.heartbeat.beat("running")
                 claimed = self._pass()
                 if self._should_stop():
                     break
                 if claimed:
-                    self._beat("running")
+                    self.heartbeat.beat("running")
                     failures = 0
                     continue
                 paused = DeliverySwitch.is_paused()
-                self._beat("paused" if paused else "idle")
+                self.heartbeat.beat("paused" if paused else "idle")
                 timeout = self._idle_timeout(paused)
                 # Hold no idle database connection while waiting (unless CONN_MAX_AGE asks to).
                 close_old_connections()
@@ -320,8 +194,8 @@ class Runner:
                 )
                 self._reset_after_db_error()
             self._wait(timeout)
-        if self._stop_requested:
-            why = f"signal {signal.Signals(self._signal).name}" if self._signal else "stop()"
+        if self.shutdown.requested:
+            why = f"signal {signal.Signals(self.shutdown.signal).name}" if self.shutdown.signal else "stop()"
             logger.info("runmailer %s stopping (%s)", self.worker.name, why, extra={"worker": self.worker.name})
 
     def _pass(self) -> int:
@@ -358,7 +232,7 @@ class Runner:
             if due is not None:
                 # A little late rather than early: an early wake finds nothing due.
                 timeout = min(timeout, (due - timezone.now()).total_seconds() + 0.05)
-        timeout = min(timeout, self._next_beat - time.monotonic())
+        timeout = min(timeout, self.heartbeat.next_beat - time.monotonic())
         retry = self.listener.seconds_to_retry() if self.listener is not None else None
         if retry is not None:
             # Without LISTEN new mail goes unnoticed: reconnect when allowed, then look at the queue.
@@ -380,10 +254,10 @@ class Runner:
 
     def _wait(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds; wake early on a signal, stop() or a NOTIFY."""
-        if self._stop_requested or timeout <= 0:
+        wake = self.shutdown.wake_r
+        if self.shutdown.requested or timeout <= 0 or wake is None:
             return
-        assert self._wake_r is not None
-        watched: list[Any] = [self._wake_r]
+        watched: list[Any] = [wake]
         listener, listen_fd = self.listener, None
         if listener is not None and listener.fileno() is not None:
             # Notifications that arrived while the connection was busy wake us at
@@ -393,12 +267,8 @@ class Runner:
             listen_fd = listener.fileno()
             watched.append(listen_fd)
         ready, _, _ = select.select(watched, [], [], timeout)
-        if self._wake_r in ready:
-            try:
-                while self._wake_r.recv(64):
-                    pass
-            except BlockingIOError:
-                pass
+        if wake in ready:
+            self.shutdown.drain()
         if listener is not None and listen_fd is not None and listen_fd in ready:
             count = listener.drain()
             if count:
@@ -420,8 +290,6 @@ class Runner:
         self.worker.__exit__(None, None, None)
         self.worker.__enter__()
 
-    # -- heartbeat ---------------------------------------------------------
-
     def _counters(self) -> dict[str, int]:
         # During a pass the worker's own figures are not yet added to the run's.
         current = self.worker.stats
@@ -431,55 +299,13 @@ class Runner:
             "requeued": self.stats.requeued + current.requeued,
         }
 
-    def _beat(self, state: str, force: bool = False) -> None:
-        """Write the heartbeat row when the state changed or the interval passed."""
-        # (A wait may end a hair before the beat is due: that counts as due.)
-        if not force and state == self._state and time.monotonic() < self._next_beat - 0.05:
-            return
-        values = {
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": self.started,
-            "last_seen": timezone.now(),
-            "state": state,
-            **self._counters(),
-        }
-        # A plain UPDATE first (no read-then-write transaction, which SQLite
-        # refuses at once while another process writes); the row exists after the first beat.
-        if not WorkerHeartbeat.objects.filter(name=self.worker.name).update(**values):
-            WorkerHeartbeat.objects.create(name=self.worker.name, **values)
-        self._state = state
-        self._next_beat = time.monotonic() + self.heartbeat_interval
 
-    def _on_progress(self, stats: RunStats) -> None:
-        # Called after each chunk of results is recorded: keeps the heartbeat fresh during long passes.
-        if time.monotonic() >= self._next_beat:
-            try:
-                self._beat("running")
-            except DB_ERRORS as error:
-                logger.warning("Could not write the heartbeat: %s", error)
-
-    # -- signals -----------------------------------------------------------
-
-    def _install_signal_handlers(self) -> None:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
-
-def _child(options: dict[str, Any], results: Any, parent_pid: int) -> None:
+def _run_child(options: dict[str, Any], parent_pid: int) -> tuple[int, ...]:
     # Signals reach the children through the parent only (a terminal's Ctrl-C
     # goes to the whole process group), so each is counted once.
     os.setpgid(0, 0)
     stats = Runner(parent_pid=parent_pid, **options).run()
-    results.put((stats.sent, stats.failed, stats.requeued, stats.expired, stats.passes, stats.db_errors))
-    db.connections.close_all()
+    return stats.sent, stats.failed, stats.requeued, stats.expired, stats.passes, stats.db_errors
 
 
 def run_runners(*, processes: int = 1, **options: Any) -> RunnerStats:
@@ -491,40 +317,11 @@ def run_runners(*, processes: int = 1, **options: Any) -> RunnerStats:
     if processes <= 1:
         return Runner(**options).run()
     total = RunnerStats()
-    db.connections.close_all()  # forked children must not share the parent's connection
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    children = [context.Process(target=_child, args=(options, results, os.getpid())) for _ in range(processes)]
-    for child in children:
-        child.start()
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        for child in children:
-            if child.pid is not None and child.exitcode is None:
-                try:
-                    os.kill(child.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while any(child.is_alive() for child in children) or not results.empty():
-            try:
-                sent, failed, requeued, expired, passes, db_errors = results.get(timeout=1)
-            except queue.Empty:
-                continue
-            total.sent += sent
-            total.failed += failed
-            total.requeued += requeued
-            total.expired += expired
-            total.passes += passes
-            total.db_errors += db_errors
-        for child in children:
-            child.join()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    failed_children = [child.exitcode for child in children if child.exitcode]
-    if failed_children:
-        raise RuntimeError(f"{len(failed_children)} runmailer process(es) exited with an error: {failed_children}")
+    children = [(options, os.getpid())] * processes
+    for sent, failed, requeued, expired, passes, db_errors in fork(
+        _run_child, children, what="runmailer", forward_signals=True
+    ):
+        total.add(RunStats(sent=sent, failed=failed, requeued=requeued, expired=expired))
+        total.passes += passes
+        total.db_errors += db_errors
     return total

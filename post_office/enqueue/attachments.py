@@ -9,11 +9,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
 
-from .exceptions import InvalidAttachment
-from .mime import AttachmentData
-from .models import Attachment, Email, get_attachment_storage
-from .validation import parse_headers
+from ..exceptions import InvalidAttachment
+from ..message.fields import AttachmentData
+from ..models import Attachment, Email, get_attachment_storage
+from ..validation import parse_headers
 
 STORAGE_DIR = "post_office_attachments"
 
@@ -137,7 +138,7 @@ def _key(digest: str, name: str, mimetype: str, headers: Mapping[str, str] | Non
     return digest, name, mimetype or "", repr(sorted((headers or {}).items()))
 
 
-def _save_content(storage: Any, digest: str, content: bytes) -> str:
+def _save_content(storage: Storage, digest: str, content: bytes) -> str:
     path = f"{STORAGE_DIR}/{digest[:2]}/{digest}"
     if storage.exists(path):
         return path

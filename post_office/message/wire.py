@@ -16,23 +16,22 @@ plain ASCII) returns None and goes the general way, through Django.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
 import re
-import sys
-from dataclasses import dataclass
 from email.header import Header
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 from django.conf import settings
+from django.core.mail.utils import DNS_NAME
 
-from .conf import settings as po_settings
-from .mime import _CANONICAL, _FAST_COMPAT32
+from ..models import Email
+from ..transport.smtp import Wire
+from .parts import FAST_COMPAT32, headers_of, new_boundary, recipients
+
+__all__ = ["Wire", "envelope_address", "serialize"]
 
 #: compat32 folding with CRLF line ends, as Django's ``as_bytes(linesep="\r\n")`` uses.
-_POLICY = _FAST_COMPAT32.clone(linesep="\r\n")
+_POLICY = FAST_COMPAT32.clone(linesep="\r\n")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 #: RFC 5322's limit on a line; Django switches such bodies to quoted-printable.
 _MAX_LINE = 998
@@ -50,35 +49,23 @@ _ADDRESS_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Wire:
-    """What one SMTP transaction needs: the envelope and the message bytes (CRLF line ends)."""
-
-    sender: str
-    recipients: list[str]
-    data: bytes
-
-
 def envelope_address(address: str) -> str | None:
     """The bare address SMTP's MAIL FROM / RCPT TO carries, or None if it needs a real parser."""
     match = _BARE.match(address) or _NAMED.match(address)
     return match.group(1) if match else None
 
 
-def serialize(email: Any) -> Wire | None:
+def serialize(email: Email) -> Wire | None:
     """Write a stored email's message, or return None when only Django's general path handles it."""
     if email.context is not None or email.alternatives or getattr(email, "loaded_attachments", None) != []:
         return None  # rendered at delivery, other alternatives, attachments (or not loaded by a claim)
     if settings.DEFAULT_CHARSET.lower() != "utf-8":
         return None
-    to, cc, bcc = list(email.to), list(email.cc), list(email.bcc)
-    override = po_settings.OVERRIDE_RECIPIENTS
-    if override:
-        to, cc, bcc = list(override), [], []
+    to, cc, bcc = recipients(email)
     sender = envelope_address(email.from_email)
     found = [envelope_address(address) for address in to + cc + bcc if address]
-    recipients = [address for address in found if address is not None]
-    if sender is None or not recipients or len(recipients) != len(found):
+    envelope = [address for address in found if address is not None]
+    if sender is None or not envelope or len(envelope) != len(found):
         return None
 
     body, html = email.message, email.html_message
@@ -94,45 +81,18 @@ def serialize(email: Any) -> Wire | None:
         data = _message_bytes(email, to, cc, encoded)
     except _GeneralPath:
         return None
-    return Wire(sender, recipients, data)
+    return Wire(sender, envelope, data)
 
 
-class _Boundaries:
-    """Unpredictable MIME boundary numbers without a system call per message.
-
-    A keyed BLAKE2b of a counter, the key drawn from the OS once per process
-    (again in a forked child, so workers started with ``-p`` do not share it).
-    """
-
-    key = os.urandom(32)
-    counter = itertools.count()
-
-    @classmethod
-    def reseed(cls) -> None:
-        cls.key, cls.counter = os.urandom(32), itertools.count()
-
-
-os.register_at_fork(after_in_child=_Boundaries.reseed)
-
-
-def _boundary_number() -> int:
-    """A number below ``sys.maxsize``, as the standard library's generator draws for its boundaries."""
-    digest = hashlib.blake2b(next(_Boundaries.counter).to_bytes(8, "little"), key=_Boundaries.key, digest_size=8)
-    return int.from_bytes(digest.digest(), "little") % sys.maxsize
-
-
-def _message_bytes(email: Any, to: list[str], cc: list[str], encoded: list[tuple[bytes, bytes]]) -> bytes:
+def _message_bytes(email: Email, to: list[str], cc: list[str], encoded: list[tuple[bytes, bytes]]) -> bytes:
     """Headers in the order Django's ``message()`` sets them, then the body (raises _GeneralPath)."""
-    headers = {_CANONICAL.get(name.lower(), name): value for name, value in (email.headers or {}).items()}
-    if email.message_id and not any(name.lower() == "message-id" for name in headers):
-        headers["Message-ID"] = email.message_id
+    headers = headers_of(email)
     out: list[bytes] = []
     if len(encoded) == 1:
         out.append(encoded[0][0])
         boundary = ""
     else:
-        # The generator's own boundary format: 15 '=', 19 random digits, '=='.
-        boundary = f"{'=' * 15}{_boundary_number():019d}=="
+        boundary = new_boundary()
         out.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\nMIME-Version: 1.0\r\n'.encode())
     _header(out, "Subject", email.subject)
     _header(out, "From", headers.get("From", email.from_email))
@@ -145,8 +105,6 @@ def _message_bytes(email: Any, to: list[str], cc: list[str], encoded: list[tuple
     if "date" not in lowered:
         _header(out, "Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME))
     if "message-id" not in lowered:
-        from django.core.mail.utils import DNS_NAME
-
         _header(out, "Message-ID", make_msgid(domain=DNS_NAME))
     for name, value in headers.items():
         if name.lower() not in ("from", "to", "cc", "reply-to"):

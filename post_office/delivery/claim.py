@@ -1,0 +1,356 @@
+"""Claiming: take a batch of due emails for one worker, under a token and a lease.
+
+A claim marks emails ``sending`` with a lease (``claimed_by`` is a token unique
+to the claim, ``lease_expires_at`` its end). On PostgreSQL and SQLite 3.35+ one
+``UPDATE ... RETURNING`` statement claims and fetches a batch; elsewhere a short
+``SELECT ... FOR UPDATE SKIP LOCKED`` transaction, or one UPDATE under SQLite's
+single writer. Expired leases go back to the queue, expired emails fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import JSONField, Model, QuerySet
+from django.utils import timezone
+
+from ..choices import CLAIMABLE, STATUS
+from ..conf import settings as po_settings
+from ..models import Attachment, Email, EmailTemplate, Log
+
+logger = logging.getLogger("post_office")
+
+
+def new_token(worker: str) -> str:
+    """A claim token: the worker's name and a random part, unique to one claim."""
+    return f"{worker}:{uuid.uuid4().hex[:16]}"
+
+
+def claim(worker: str, lease: timedelta, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
+    """Take up to ``limit`` due emails (of ``ids`` if given) for ``worker``; return the token and them, loaded."""
+    token = new_token(worker)
+    if limit <= 0:
+        return token, []
+    now = timezone.now()
+    claim_values = {
+        "status": STATUS.sending,
+        "claimed_by": token,
+        "lease_expires_at": now + lease,
+        "last_updated": now,
+    }
+    candidates = Email.objects.due(now).in_sending_order()
+    if ids is not None:
+        candidates = candidates.filter(id__in=list(ids))
+    if update_returns_rows():
+        emails = _claim_returning(candidates if ids is not None else None, limit, claim_values, now)
+    elif db_connection.features.has_select_for_update_skip_locked:
+        # A short transaction: rows locked by another worker's claim are skipped.
+        with transaction.atomic(savepoint=False):
+            claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+            if claimed:
+                Email.objects.filter(id__in=claimed).update(**claim_values)
+        emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+    else:
+        # One UPDATE statement runs under the database's single writer lock,
+        # so two workers cannot both take the same row.
+        subquery = candidates.values("id")[:limit]
+        Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
+        emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+    _load_attachments(emails)
+    _load_templates_to_render(emails)
+    return token, emails
+
+
+def release(token: str, emails: Iterable[Email]) -> None:
+    """Give back claimed emails that were never attempted."""
+    ids = [e.pk for e in emails]
+    if ids:
+        Email.objects.filter(id__in=ids, claimed_by=token, status=STATUS.sending).update(
+            status=STATUS.queued, claimed_by="", lease_expires_at=None, last_updated=timezone.now()
+        )
+
+
+def due_but_locked() -> bool:
+    """True when a claim found nothing although due emails exist.
+
+    With SKIP LOCKED a claim skips the rows another worker's claim has
+    locked at that moment, and MySQL/MariaDB lock every row they examine
+    while sorting, not only the ones they return: the queue only looks empty.
+    """
+    return bool(db_connection.features.has_select_for_update_skip_locked) and Email.objects.due().exists()
+
+
+def requeue_stale_leases() -> int:
+    """Return emails whose worker died (lease expired) to the queue."""
+    count = Email.objects.stale_leases().update(
+        status=STATUS.requeued, claimed_by="", lease_expires_at=None, last_updated=timezone.now()
+    )
+    if count:
+        logger.warning("Requeued %d emails whose lease expired", count, extra={"count": count})
+    return count
+
+
+def fail_expired(worker: str, log: bool) -> int:
+    """Mark queued emails past their expiry as failed (they are never sent); return how many.
+
+    ``log``: write an "Expired" Log row for each.
+    """
+    expired = 0
+    while True:
+        now = timezone.now()
+        ids = list(Email.objects.expired(now).values_list("id", flat=True)[:1000])
+        if not ids:
+            return expired
+        # Two workers starting together select the same ids: tag the rows this
+        # worker's UPDATE really changed, so each expired email gets one Log.
+        token = f"{worker}:expired:{uuid.uuid4().hex[:16]}"
+        updated = Email.objects.filter(id__in=ids, status__in=CLAIMABLE).update(
+            status=STATUS.failed, claimed_by=token, last_updated=now
+        )
+        if updated:
+            mine = Email.objects.filter(id__in=ids, claimed_by=token)
+            if log:
+                Log.objects.bulk_create(
+                    Log(email_id=pk, status=STATUS.failed, exception_type="Expired", message="expires_at has passed")
+                    for pk in mine.values_list("id", flat=True)
+                )
+            mine.update(claimed_by="")
+        expired += updated
+
+
+def update_returns_rows() -> bool:
+    """Whether one UPDATE ... RETURNING statement can claim a batch (PostgreSQL, SQLite 3.35+; not MariaDB)."""
+    vendor = db_connection.vendor
+    if vendor == "postgresql":
+        return True
+    return vendor == "sqlite" and db_connection.Database.sqlite_version_info >= (3, 35)  # type: ignore[attr-defined]
+
+
+def column(model: type[Model], name: str) -> str:
+    """The quoted column of a model field."""
+    field: Any = model._meta.get_field(name)
+    return str(db_connection.ops.quote_name(field.column))
+
+
+def _claim_returning(
+    candidates: QuerySet[Email] | None, limit: int, values: dict[str, Any], now: datetime
+) -> list[Email]:
+    """Claim and fetch a batch in one statement, in sending order.
+
+    ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING``
+    runs as one statement in autocommit: the rows it selects are locked until
+    it ends, so concurrent workers skip them, and the claimed rows come back
+    without a second query. Each row also says whether the email has
+    attachments, so the attachment query runs only when one does.
+    """
+    statement = _ClaimStatement.get(candidates, limit, now)
+    params = [
+        Email._meta.get_field(name).get_db_prep_save(values[name], db_connection)  # type: ignore[union-attr]
+        for name in _ClaimStatement.ASSIGNED
+    ]
+    with db_connection.cursor() as cursor:
+        cursor.execute(statement.sql, [*params, *statement.params(now)])
+        rows = cursor.fetchall()
+    emails = _RowLoader.get().emails(rows, values)
+    return _in_sending_order(emails)
+
+
+class _ClaimStatement:
+    """The claim's UPDATE ... RETURNING text, compiled once per batch size and sending order.
+
+    Compiling the due() queryset costs the main thread most of a millisecond
+    per batch; the text only changes with the limit, the sending order and
+    the database. The current time, the only parameter that changes, is found
+    by compiling with a marker time in its place.
+    """
+
+    _cache: dict[tuple[Any, ...], _ClaimStatement] = {}
+
+    def __init__(self, sql: str, params: list[Any], now_positions: list[int]) -> None:
+        self.sql, self._params, self._now_positions = sql, params, now_positions
+
+    def params(self, now: datetime) -> list[Any]:
+        params = list(self._params)
+        if self._now_positions:
+            adapted = adapt_datetime(now)
+            for position in self._now_positions:
+                params[position] = adapted
+        return params
+
+    @classmethod
+    def get(cls, candidates: QuerySet[Email] | None, limit: int, now: datetime) -> _ClaimStatement:
+        """The statement for the due emails (``candidates`` None), or for a narrower queryset (compiled each time)."""
+        if candidates is not None:
+            return cls._compile(candidates, limit, None)
+        key = (db_connection.alias, db_connection.vendor, limit, tuple(po_settings.SENDING_ORDER))
+        statement = cls._cache.get(key)
+        if statement is None:
+            marker = now.replace(year=1901, microsecond=123457)
+            statement = cls._cache[key] = cls._compile(Email.objects.due(marker).in_sending_order(), limit, marker)
+        return statement
+
+    @classmethod
+    def _compile(cls, candidates: QuerySet[Email], limit: int, marker: datetime | None) -> _ClaimStatement:
+        subquery = candidates.values("id")[:limit]
+        if db_connection.features.has_select_for_update_skip_locked:
+            # Django compiles FOR UPDATE only inside a transaction; nothing is executed here.
+            with transaction.atomic(savepoint=False):
+                sub_sql, sub_params = subquery.select_for_update(skip_locked=True).query.sql_with_params()
+        else:
+            sub_sql, sub_params = subquery.query.sql_with_params()
+        quote = db_connection.ops.quote_name
+        table, pk = quote(Email._meta.db_table), column(Email, "id")
+        link = Attachment.emails.through
+        assignments = ", ".join(f"{column(Email, name)} = %s" for name in _ClaimStatement.ASSIGNED)
+        returning = ", ".join(quote(column) for column in _RowLoader.get().columns)
+        claimable = ", ".join(str(int(value)) for value in CLAIMABLE)
+        # Only quoted names from the models and Django's compiled subquery go into the text; values are parameters.
+        has_attachments = (
+            f"EXISTS (SELECT 1 FROM {quote(link._meta.db_table)} WHERE {column(link, 'email')} = {table}.{pk})"  # noqa: S608
+        )
+        sql = (
+            f"UPDATE {table} SET {assignments} WHERE {pk} IN ({sub_sql}) AND {column(Email, 'status')} IN ({claimable}) "  # noqa: S608
+            f"RETURNING {returning}, {has_attachments} AS has_attachments"
+        )
+        positions = []
+        if marker is not None:
+            adapted = adapt_datetime(marker)
+            positions = [index for index, param in enumerate(sub_params) if param == adapted]
+        return cls(sql, list(sub_params), positions)
+
+    #: The columns the claim sets, in the order of its parameters.
+    ASSIGNED = ("status", "claimed_by", "lease_expires_at", "last_updated")
+
+
+def adapt_datetime(value: datetime) -> Any:
+    """A datetime as the database driver takes it in a query (what a lookup on a DateTimeField passes)."""
+    return Email._meta.get_field("scheduled_time").get_db_prep_value(value, db_connection, prepared=False)  # type: ignore[union-attr]
+
+
+class _RowLoader:
+    """Turns the rows a claim returns into Email instances, with the fields' own converters.
+
+    What ``Email.objects.raw()`` does, without resolving the columns and
+    building converters again for every batch. The columns the claim sets are
+    not read back (their values are known), nor ``created`` (left deferred).
+    Empty JSON lists and objects, most of an email's JSON columns, skip the
+    JSON parser.
+    """
+
+    _cache: dict[tuple[str, str], _RowLoader] = {}
+
+    def __init__(self) -> None:
+        fields = [field for field in Email._meta.concrete_fields if field.name != "created"]
+        returned = [field for field in fields if field.name not in _ClaimStatement.ASSIGNED]
+        self.columns = [str(field.column) for field in returned]
+        #: For each returned column: its converters (the fields' own, as a queryset applies them).
+        self.converters: list[tuple[int, list[Callable[..., Any]], Any]] = []
+        for index, column in enumerate(returned):
+            expression = column.get_col(Email._meta.db_table)
+            converters = db_connection.ops.get_db_converters(expression) + expression.get_db_converters(db_connection)
+            if isinstance(column, JSONField) and column.decoder is None:
+                converters = [_json_value if c == column.from_db_value else c for c in converters]
+            if converters:
+                self.converters.append((index, converters, expression))
+        #: Where each returned column goes among the loaded fields (in model order), and where each claim value goes.
+        self.names = {field.attname for field in fields}
+        slot = {column.name: position for position, column in enumerate(fields)}
+        self.placement = [(slot[column.name], index) for index, column in enumerate(returned)]
+        self.claim_slots = [(slot[name], name) for name in _ClaimStatement.ASSIGNED]
+        self.width = len(fields)
+
+    @classmethod
+    def get(cls) -> _RowLoader:
+        key = (db_connection.alias, db_connection.vendor)
+        loader = cls._cache.get(key)
+        if loader is None:
+            loader = cls._cache[key] = cls()
+        return loader
+
+    def emails(self, rows: list[tuple[Any, ...]], values: dict[str, Any]) -> list[Email]:
+        """Instances for the returned rows (each ending in the has_attachments flag); ``values``: what the claim set."""
+        alias, converters, placement, names = db_connection.alias, self.converters, self.placement, self.names
+        template: list[Any] = [None] * self.width
+        for slot, name in self.claim_slots:
+            template[slot] = values[name]
+        emails = []
+        for row in rows:
+            data = list(row)
+            for index, functions, expression in converters:
+                value = data[index]
+                for function in functions:
+                    value = function(value, expression, db_connection)
+                data[index] = value
+            loaded = template.copy()
+            for slot, index in placement:
+                loaded[slot] = data[index]
+            email = Email.from_db(alias, names, loaded)
+            email.has_attachments = bool(row[-1])  # type: ignore[attr-defined]
+            emails.append(email)
+        return emails
+
+
+def _json_value(value: Any, expression: Any, connection: Any) -> Any:
+    """``JSONField.from_db_value`` for a field without a custom decoder, with empty lists and objects made directly."""
+    if value == "[]":
+        return []
+    if value == "{}":
+        return {}
+    return expression.target.from_db_value(value, expression, connection)
+
+
+def _in_sending_order(emails: list[Email]) -> list[Email]:
+    """Sort as ``in_sending_order()`` does (rows a statement returns come in no particular order)."""
+    emails.sort(key=lambda email: email.pk)
+    for spec in reversed(po_settings.SENDING_ORDER):
+        name = spec.lstrip("-")
+        # None sorts last ascending and first descending, as PostgreSQL orders NULLs.
+        emails.sort(
+            key=lambda email: (getattr(email, name) is None, getattr(email, name) or 0), reverse=spec.startswith("-")
+        )
+    return emails
+
+
+def _load_templates_to_render(emails: list[Email]) -> None:
+    """Fetch, in one query, the templates of emails rendered at delivery (render_on_delivery).
+
+    Cheaper than joining the template table for every claimed email: most were
+    rendered when they were queued and never need their template again.
+    """
+    wanted = {email.template_id for email in emails if email.context is not None and email.template_id is not None}
+    if not wanted:
+        return
+    templates = EmailTemplate.objects.in_bulk(wanted)
+    for email in emails:
+        if email.template_id in wanted and email.context is not None:
+            email.template = templates.get(email.template_id)
+
+
+def _load_attachments(emails: list[Email]) -> None:
+    """Give each claimed email its attachments, in the order they were attached.
+
+    One query on the link table (plus one for the attachments, when there are
+    any) instead of Django's prefetch, which builds a related manager and a
+    queryset for every email even when none has an attachment. Attachment rows
+    are shared between emails, so the link table's order is each email's own.
+    """
+    link = Attachment.emails.through
+    # A claim made with UPDATE ... RETURNING says which emails have attachments.
+    wanted = [email.pk for email in emails if getattr(email, "has_attachments", True)]
+    pairs = (
+        list(link.objects.filter(email_id__in=wanted).order_by("id").values_list("email_id", "attachment_id"))
+        if wanted
+        else []
+    )
+    rows = Attachment.objects.in_bulk({attachment_id for _email_id, attachment_id in pairs}) if pairs else {}
+    per_email: dict[int, list[Attachment]] = {}
+    for email_id, attachment_id in pairs:
+        per_email.setdefault(email_id, []).append(rows[attachment_id])
+    for email in emails:
+        email.loaded_attachments = per_email.get(email.pk, [])

@@ -1,0 +1,236 @@
+"""Recording: the results of a chunk of attempts written in one transaction, then the signals.
+
+Results are written only where the claim token still matches, so a worker whose
+lease ran out never overwrites the result of the worker that took the email
+over. Sent emails cost one UPDATE per claim token and one ``INSERT ... SELECT``
+of Log rows; failures one UPDATE each for failed and requeued and one Log insert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.dispatch import Signal
+from django.utils import timezone
+
+from ..choices import STATUS
+from ..models import Email, Log
+from ..signals import email_failed, email_sent
+from .claim import adapt_datetime, column
+from .retry import decide
+from .stats import Outcome, RunStats
+
+logger = logging.getLogger("post_office")
+
+
+class Recorder:
+    """Writes results for one worker: ``log_level`` decides the Log rows, ``stats`` counts, ``on_progress`` hears."""
+
+    def __init__(self, log_level: int, stats: RunStats, on_progress: Callable[[RunStats], None] | None) -> None:
+        self.log_level = log_level
+        self.stats = stats
+        self.on_progress = on_progress
+
+    def record(self, token: str | None, outcomes: list[Outcome]) -> None:
+        """Write sent / requeued / failed statuses and Log rows for a chunk of attempts.
+
+        At most four queries for any number of emails: one UPDATE per outcome
+        (the per-email retry times go in one CASE expression) and one Log insert.
+        """
+        with self.recording(token, outcomes):
+            pass
+
+    @contextmanager
+    def recording(self, token: str | None, outcomes: list[Outcome]) -> Iterator[None]:
+        """Write a chunk of results in a transaction, run the body in the same transaction, then signal.
+
+        The pipeline claims its next batch in the body, so writing results and
+        claiming cost one commit together.
+        """
+        if not outcomes:
+            yield
+            return
+        now = timezone.now()
+        sent, failed, requeued, logs = self._decide(outcomes, now)
+        tokens = {outcome.email.pk: outcome.token or token for outcome in outcomes}
+        released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
+        with transaction.atomic():
+            if sent:
+                _record_sent(sent, tokens, now, log=self.log_level >= 2)
+            if failed:
+                _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
+            if requeued:
+                _still_claimed([e for e, _ in requeued], tokens).update(
+                    status=STATUS.requeued,
+                    number_of_retries=F("number_of_retries") + 1,
+                    scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
+                    **released,
+                )
+            if logs:
+                _insert_logs(logs, now)
+            yield
+        self.stats.sent += len(sent)
+        self.stats.failed += len(failed)
+        self.stats.requeued += len(requeued)
+        _send_signals(sent, failed, requeued)
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+
+    def _decide(
+        self, outcomes: list[Outcome], now: datetime
+    ) -> tuple[list[Email], list[_Failure], list[_Failure], list[_LogRow]]:
+        """Sort outcomes into sent, failed and requeued (by the retry policy), with the Log rows of failures."""
+        sent: list[Email] = []
+        failed: list[_Failure] = []
+        requeued: list[_Failure] = []
+        logs: list[_LogRow] = []
+        for outcome in outcomes:
+            email, error = outcome.email, outcome.error
+            if error is None:
+                sent.append(email)
+                email.status = STATUS.sent
+                continue
+            decision = decide(email, error, now)
+            if decision.retry:
+                requeued.append((email, error))
+                email.status = STATUS.requeued
+                email.number_of_retries += 1
+                email.scheduled_time = decision.next_attempt
+            else:
+                failed.append((email, error))
+                email.status = STATUS.failed
+            if self.log_level >= 1:
+                logs.append((email.pk, STATUS.failed, type(error).__name__, describe(error)[:10000]))
+            logger.warning(
+                "Delivery of email %s failed (%s, %s): %s",
+                email.pk,
+                decision.kind.value,
+                "will retry" if decision.retry else "not retried",
+                describe(error),
+                extra={
+                    "email_id": email.pk,
+                    "error_kind": decision.kind.value,
+                    "will_retry": decision.retry,
+                    "attempt": email.number_of_retries + (0 if decision.retry else 1),
+                },
+            )
+        return sent, failed, requeued, logs
+
+
+#: An email that failed, with its error.
+_Failure = tuple[Email, BaseException]
+#: A Log row to insert: email id, status, exception type, message.
+_LogRow = tuple[int, int, str, str]
+
+
+def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: datetime, log: bool) -> None:
+    """Mark sent emails (where still held under their claim) and write their Log rows.
+
+    The hot path of every chunk: one UPDATE per claim token and one
+    ``INSERT ... SELECT`` for the Log rows, with only the ids as parameters.
+    """
+    quote = db_connection.ops.quote_name
+    table, pk = quote(Email._meta.db_table), column(Email, "id")
+    status, claimed_by = column(Email, "status"), column(Email, "claimed_by")
+    when = adapt_datetime(now)
+    with db_connection.cursor() as cursor:
+        for token, ids in _ids_by_token(emails, tokens).items():
+            for chunk in _chunks(ids):
+                sql = (
+                    f"UPDATE {table} SET {status} = %s, {claimed_by} = '', {column(Email, 'lease_expires_at')} = NULL, "  # noqa: S608
+                    f"{column(Email, 'last_updated')} = %s WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})"
+                )
+                params: list[Any] = [int(STATUS.sent), when, *chunk]
+                if token:
+                    sql += f" AND {claimed_by} = %s AND {status} = %s"
+                    params += [token, int(STATUS.sending)]
+                cursor.execute(sql, params)
+        if not log:
+            return
+        columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
+        log_date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
+        for chunk in _chunks([email.pk for email in emails]):
+            cursor.execute(
+                f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '' "  # noqa: S608
+                f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
+                [log_date, int(STATUS.sent), *chunk],
+            )
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    """Ids in slices small enough for any database's limit on query parameters."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _insert_logs(rows: Sequence[tuple[int, int, str, str]], now: datetime) -> None:
+    """Insert Log rows (email id, status, exception type, message) with one executemany.
+
+    What ``Log.objects.bulk_create`` does, without building a model instance
+    and running the field machinery for each of a hundred rows per chunk.
+    """
+    columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
+    date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
+    sql = f"INSERT INTO {db_connection.ops.quote_name(Log._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s)"  # noqa: S608
+    with db_connection.cursor() as cursor:
+        cursor.executemany(sql, [(pk, date, int(status), kind, text) for pk, status, kind, text in rows])
+
+
+def describe(error: BaseException) -> str:
+    """The error's text for a Log row: never raises, and storable in every database."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not stop the chunk from being recorded
+        text = f"<unprintable {type(error).__name__}>"
+    # PostgreSQL text columns cannot hold NUL characters; one in a backend's
+    # error would make the whole chunk's write fail.
+    return text.replace("\x00", "\\x00")
+
+
+def _ids_by_token(emails: list[Email], tokens: dict[int, str | None]) -> dict[str | None, list[int]]:
+    """The emails' ids grouped by the claim token each was sent under."""
+    by_token: dict[str | None, list[int]] = {}
+    for email in emails:
+        by_token.setdefault(tokens[email.pk], []).append(email.pk)
+    return by_token
+
+
+def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QuerySet[Email]:
+    """These emails, where each is still held under the claim it was sent with.
+
+    A worker whose lease ran out (and whose email another worker took over)
+    matches nothing here, so it cannot overwrite the newer result.
+    """
+    condition = Q()
+    for token, ids in _ids_by_token(emails, tokens).items():
+        condition |= Q(id__in=ids, claimed_by=token, status=STATUS.sending) if token else Q(id__in=ids)
+    return Email.objects.filter(condition)
+
+
+def _send_signals(
+    sent: list[Email], failed: list[tuple[Email, BaseException]], requeued: list[tuple[Email, BaseException]]
+) -> None:
+    if sent and email_sent.has_listeners(Email):
+        for email in sent:
+            _notify(email_sent, email=email)
+    if (failed or requeued) and email_failed.has_listeners(Email):
+        for email, error in failed:
+            _notify(email_failed, email=email, exception=error, will_retry=False)
+        for email, error in requeued:
+            _notify(email_failed, email=email, exception=error, will_retry=True)
+
+
+def _notify(signal: Signal, **kwargs: Any) -> None:
+    # The results are already written: a failing receiver is logged and must not stop delivery.
+    for receiver, result in signal.send_robust(sender=Email, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "Signal receiver %r failed for email %s: %s", receiver, kwargs["email"].pk, result, exc_info=result
+            )

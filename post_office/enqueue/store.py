@@ -1,0 +1,86 @@
+"""Queued emails stored in the caller's transaction; the signal and 'now' delivery once it commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import transaction
+
+from ..choices import PRIORITY
+from ..delivery.worker import Worker
+from ..exceptions import InvalidArgument, InvalidEmail
+from ..models import Email
+from ..notify import notify_queued
+from ..rendering.lookup import TemplateLookup
+from ..signals import email_queued
+from ..validation import is_file_template
+from .attachments import store_attachments
+from .prepare import Prepared, prepare
+from .request import EmailRequest
+
+
+def lookup_for(requests: Sequence[EmailRequest]) -> TemplateLookup:
+    """The database templates these requests name, fetched in one query."""
+    names = {r.template for r in requests if isinstance(r.template, str) and r.template}
+    return TemplateLookup(name for name in names if not is_file_template(name))
+
+
+def queue(requests: Sequence[EmailRequest], label: str, log_level: int | None = None) -> list[Email]:
+    """Validate every request, then store them all; nothing is stored when one is invalid.
+
+    An error names the request by ``label`` and its index: ``kwargs_list[3].recipients``.
+    """
+    lookup = lookup_for(requests)
+    prepared = []
+    for index, request in enumerate(requests):
+        try:
+            prepared.append(prepare(request, lookup))
+        except InvalidEmail as error:
+            raise type(error)(f"{label}[{index}].{error.field}", error.value, error.reason) from None
+    persist(prepared, log_level)
+    return [item.email for item in prepared]
+
+
+def persist(prepared: list[Prepared], log_level: int | None = None) -> None:
+    """Insert emails and attachments atomically; signal and deliver 'now' mail on commit."""
+    if not prepared:
+        return
+    emails = [item.email for item in prepared]
+    with_attachments = [(item.email, item.attachments) for item in prepared if item.attachments]
+    if len(emails) == 1 and not with_attachments:
+        # One INSERT is atomic by itself: no savepoint round trips for the common case.
+        emails[0].save()
+        notify_queued()
+    else:
+        with transaction.atomic():
+            Email.objects.bulk_create(emails)
+            store_attachments(with_attachments)
+            notify_queued()
+    transaction.on_commit(lambda: _after_commit(emails, log_level))
+
+
+def _after_commit(emails: list[Email], log_level: int | None) -> None:
+    email_queued.send(sender=Email, emails=emails)
+    urgent = [email for email in emails if email.priority == PRIORITY.now]
+    if urgent:
+        Worker(log_level=log_level).deliver_ids([email.pk for email in urgent])
+        refreshed = Email.objects.in_bulk([email.pk for email in urgent])
+        for email in urgent:
+            fresh = refreshed.get(email.pk)
+            if fresh is not None:
+                email.status = fresh.status
+                email.number_of_retries = fresh.number_of_retries
+                email.scheduled_time = fresh.scheduled_time
+
+
+def queue_one(request: EmailRequest, *, log_level: int | None = None, commit: bool = True) -> Email:
+    """Validate and store one email (``mail.send``); with ``commit=False`` return it unsaved."""
+    prepared = prepare(request, lookup_for([request]))
+    if not commit:
+        if prepared.attachments:
+            raise InvalidArgument(
+                "commit", False, "cannot be used with attachments or inline images (they need a saved email)"
+            )
+        return prepared.email
+    persist([prepared], log_level)
+    return prepared.email

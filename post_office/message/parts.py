@@ -1,0 +1,165 @@
+"""MIME conventions shared by every way a stored email becomes a message.
+
+Django's path (:mod:`post_office.message.compose`) and the direct writer
+(:mod:`post_office.message.wire`) take from here the recipients an email goes
+to, its headers, the Message-ID, multipart boundaries and header folding, so
+both write the same message.
+"""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import itertools
+import os
+import re
+import sys
+from collections.abc import Mapping
+from email import encoders
+from email._policybase import Compat32
+from email.mime.base import MIMEBase
+from email.mime.text import MIMEText
+from typing import Any
+
+from django.core.mail import make_msgid
+
+from ..compat import DJANGO_61
+from ..conf import settings as po_settings
+from ..models import Email
+
+#: Django reads these from extra headers only under this exact spelling.
+CANONICAL = {"from": "From", "to": "To", "cc": "Cc", "reply-to": "Reply-To", "message-id": "Message-ID"}
+
+
+def new_message_id() -> str | None:
+    """The Message-ID stored with a newly queued email (``MESSAGE_ID_ENABLED``, ``MESSAGE_ID_FQDN``), or None."""
+    if po_settings.MESSAGE_ID_ENABLED:
+        return make_msgid(domain=po_settings.MESSAGE_ID_FQDN)
+    return None
+
+
+def message_id_header(headers: Mapping[str, str] | None) -> str | None:
+    """The value of a caller's own ``Message-ID`` header (any spelling), or None."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "message-id":
+            return str(value)
+    return None
+
+
+def recipients(stored: Email) -> tuple[list[str], list[str], list[str]]:
+    """An email's ``to``, ``cc`` and ``bcc`` as sent: all to ``OVERRIDE_RECIPIENTS`` when that is set."""
+    override = po_settings.OVERRIDE_RECIPIENTS
+    if override:
+        return list(override), [], []
+    return list(stored.to), list(stored.cc), list(stored.bcc)
+
+
+def headers_of(stored: Email) -> dict[str, str]:
+    """An email's extra headers as sent: names Django reads spelled its way, and the stored Message-ID."""
+    headers = {CANONICAL.get(name.lower(), name): value for name, value in (stored.headers or {}).items()}
+    if stored.message_id and not any(name.lower() == "message-id" for name in headers):
+        headers["Message-ID"] = stored.message_id
+    return headers
+
+
+class _Boundaries:
+    """Unpredictable MIME boundary numbers without a system call per message.
+
+    A keyed BLAKE2b of a counter, the key drawn from the OS once per process
+    (again in a forked child, so workers started with ``-p`` do not share it).
+    """
+
+    key = os.urandom(32)
+    counter = itertools.count()
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.key, cls.counter = os.urandom(32), itertools.count()
+
+
+os.register_at_fork(after_in_child=_Boundaries.reseed)
+
+
+def new_boundary() -> str:
+    """A multipart boundary in the standard library generator's own format: 15 '=', 19 digits, '=='."""
+    digest = hashlib.blake2b(next(_Boundaries.counter).to_bytes(8, "little"), key=_Boundaries.key, digest_size=8)
+    return f"{'=' * 15}{int.from_bytes(digest.digest(), 'little') % sys.maxsize:019d}=="
+
+
+class FastCompat32(Compat32):
+    """compat32 header folding with a shortcut for short printable ASCII headers.
+
+    Such a header folds to itself (``name: value``); the general algorithm
+    (``email.header.Header``) costs about a tenth of a millisecond per header
+    to find that out, which adds up at hundreds of emails per second.
+    tests/test_mime.py checks the shortcut against the general algorithm.
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        limit = self.max_line_length
+        if (
+            isinstance(value, str)
+            and limit is not None
+            and len(name) + len(value) + 2 <= limit
+            and _SIMPLE_HEADER.match(value)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)  # type: ignore[misc]  # private in typeshed, public in CPython
+
+
+_SIMPLE_HEADER = re.compile(r"[\t\x20-\x7e]*\Z")
+FAST_COMPAT32 = FastCompat32()
+
+
+def make_part(content: bytes, mimetype: str, filename: str, headers: dict[str, str]) -> Any:
+    """Build a MIME part carrying custom headers (e.g. Content-ID for inline images)."""
+    maintype, subtype = mimetype.split("/", 1)
+    disposition = next((v for k, v in headers.items() if k.lower() == "content-disposition"), None)
+    extra = {k: v for k, v in headers.items() if k.lower() != "content-disposition"}
+    if DJANGO_61:
+        part: Any = email.message.MIMEPart()
+        if maintype == "text":
+            part.set_content(content.decode(errors="replace"), subtype=subtype)
+        else:
+            part.set_content(content, maintype=maintype, subtype=subtype)
+    elif maintype == "text":
+        part = MIMEText(content.decode(errors="replace"), subtype, "utf-8")
+    else:
+        part = MIMEBase(maintype, subtype)
+        part.set_payload(content)
+        encoders.encode_base64(part)
+    if disposition:
+        part["Content-Disposition"] = disposition
+    elif filename:
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    for name, value in extra.items():
+        if name in part:
+            del part[name]
+        part[name] = value
+    return part
+
+
+def make_related(part: Any, related_parts: list[Any]) -> None:
+    """Turn a text/html part, in place, into multipart/related holding it and the related parts.
+
+    In place, because the part may be the message itself (an HTML-only email)
+    with its Subject, From and To. Works on both of the standard library's
+    message classes (compat32 ``Message``, which Django 5.2 builds, and
+    ``MIMEPart``, which Django 6.1 builds).
+    """
+    inner: Any = (
+        email.message.MIMEPart(policy=part.policy)
+        if isinstance(part, email.message.MIMEPart)
+        else email.message.Message(policy=part.policy)
+    )
+    content_headers = [(name, value) for name, value in part._headers if name.lower().startswith("content-")]
+    inner._headers = content_headers
+    inner._payload = part._payload
+    inner._charset = getattr(part, "_charset", None)
+    part._headers = [(name, value) for name, value in part._headers if not name.lower().startswith("content-")]
+    part._payload = [inner, *related_parts]
+    part._charset = None
+    part["Content-Type"] = "multipart/related"
+    # RFC 2387: the type of the root part (the first one, the HTML).
+    part.set_param("type", "text/html")
+    part.set_boundary(new_boundary())

@@ -1,0 +1,510 @@
+"""Database templates as block-format files, for version control: export, and import with a dry run.
+
+One file per template and language::
+
+    <directory>/<name>.html          the base template
+    <directory>/<name>.<lang>.html   its translation (a code from settings.LANGUAGES)
+
+A ``/`` in a name is a subdirectory. Each file is in django-templated-mail's
+block format, so an exported directory also works as file templates
+(``template='file:welcome.html'`` with a ``DIRS`` entry pointing at it)::
+
+    {% comment "description" %}Sent after sign-up{% endcomment %}
+    {% block subject %}Welcome, {{ name }}{% endblock subject %}
+
+    {% block text_body %}
+    Hello {{ name }}
+    {% endblock text_body %}
+
+    {% block html_body %}
+    <p>Hello {{ name }}</p>
+    {% endblock html_body %}
+
+A block holds a field's template source exactly as stored. One line break
+right after the opening tag and one right before the closing tag are layout,
+not content (export puts them around values of more than one line). The
+``subject`` block and at least one of ``text_body`` and ``html_body`` are
+required; a missing body block or description is an empty field.
+
+Import reads and checks every file before it writes anything, then writes all
+changes in one transaction. Templates without a file are left alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf.locale import LANG_INFO
+from django.db import transaction
+from django.template import Engine, TemplateSyntaxError
+from django.template.base import DebugLexer, TokenType
+
+from ..conf import template_engine
+from ..exceptions import PostOfficeError
+from ..languages import language_codes, normalize_language
+from ..models import EmailTemplate
+from ..validation import FILE_PREFIX, syntax_error_line
+
+__all__ = [
+    "EXTENSION",
+    "ExportResult",
+    "ImportPlan",
+    "TemplateChange",
+    "TemplateFile",
+    "TemplateFilesError",
+    "export_templates",
+    "format_template_file",
+    "import_templates",
+    "parse_template_file",
+    "plan_import",
+    "read_template_files",
+]
+
+EXTENSION = ".html"
+#: Block name -> EmailTemplate field.
+BLOCK_FIELDS = {"subject": "subject", "text_body": "content", "html_body": "html_content"}
+#: The fields a file holds, in the order they are compared and reported.
+FIELDS = ("description", "subject", "content", "html_content")
+_DESCRIPTION_TAG = 'comment "description"'  # how export writes it; import also takes single quotes
+
+
+class TemplateFilesError(PostOfficeError, ValueError):
+    """Template files that cannot be exported or imported; ``errors`` lists every problem.
+
+    Nothing was written when this is raised.
+    """
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """One file read from disk: which template it is and its field values."""
+
+    path: str
+    name: str
+    language: str
+    values: dict[str, str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} [{self.language}]" if self.language else self.name
+
+
+@dataclass
+class TemplateChange:
+    """What importing one file does: ``action`` is 'create', 'update' or 'unchanged'."""
+
+    file: TemplateFile
+    action: str
+    #: Field -> unified diff (database -> file), for updates.
+    diffs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ImportPlan:
+    changes: list[TemplateChange]
+    dry_run: bool = False
+
+    def by_action(self, action: str) -> list[TemplateChange]:
+        return [change for change in self.changes if change.action == action]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.action != "unchanged" for change in self.changes)
+
+
+class _FormatError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        super().__init__(message)
+
+
+# -- the file format ---------------------------------------------------------
+
+
+def _wrap(value: str) -> str:
+    return f"\n{value}\n" if ("\n" in value or "\r" in value) else value
+
+
+def _unwrap(raw: str) -> str:
+    raw = raw[_leading_break(raw) :]
+    for newline in ("\r\n", "\n"):
+        if raw.endswith(newline):
+            raw = raw[: -len(newline)]
+            break
+    return raw
+
+
+def _leading_break(raw: str) -> int:
+    """Length of the layout line break at the start of a block's text (0, 1 or 2)."""
+    return 2 if raw.startswith("\r\n") else 1 if raw.startswith("\n") else 0
+
+
+def format_template_file(values: dict[str, str]) -> str:
+    """The block-format text for a template's ``description``, ``subject``, ``content`` and ``html_content``."""
+    parts = []
+    if values.get("description"):
+        parts.append(f"{{% {_DESCRIPTION_TAG} %}}{_wrap(values['description'])}{{% endcomment %}}")
+    for block, model_field in BLOCK_FIELDS.items():
+        parts.append(f"{{% block {block} %}}{_wrap(values.get(model_field) or '')}{{% endblock {block} %}}")
+    return "\n\n".join(parts) + "\n"
+
+
+def parse_template_file(text: str) -> dict[str, str]:
+    """Read the raw field values of a block-format file (nothing is rendered or compiled).
+
+    Raises ``_FormatError`` with the line of the first problem.
+    """
+    return {name: value for name, (value, _line) in _parse(text).items()}
+
+
+def _parse(text: str) -> dict[str, tuple[str, int]]:
+    """Field -> (value, line in the file where the value starts)."""
+    tokens = DebugLexer(text).tokenize()
+    found: dict[str, tuple[str, int]] = {}
+
+    def take(model_field: str, opening: Any, closing: Any) -> None:
+        raw = text[opening.position[1] : closing.position[0]]
+        line = text.count("\n", 0, opening.position[1]) + 1 + (1 if _leading_break(raw) else 0)
+        found[model_field] = (_unwrap(raw), line)
+
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.token_type == TokenType.TEXT:
+            if token.contents.strip():
+                raise _FormatError(token.lineno or 1, f"text outside the blocks: {token.contents.strip()[:40]!r}")
+        elif token.token_type == TokenType.VAR:
+            raise _FormatError(token.lineno or 1, f"{{{{ {token.contents} }}}} outside the blocks")
+        elif token.token_type == TokenType.BLOCK:
+            bits = token.contents.split()
+            if bits[:1] == ["block"]:
+                if len(bits) != 2 or bits[1] not in BLOCK_FIELDS:
+                    raise _FormatError(
+                        token.lineno or 1,
+                        f"{{% {token.contents} %}} is not one of the blocks {', '.join(BLOCK_FIELDS)}",
+                    )
+                if BLOCK_FIELDS[bits[1]] in found:
+                    raise _FormatError(token.lineno or 1, f"{{% block {bits[1]} %}} appears twice")
+                end = _find_endblock(tokens, index, bits[1])
+                take(BLOCK_FIELDS[bits[1]], token, tokens[end])
+                index = end
+            elif bits[:1] == ["comment"]:
+                end = _find_end(tokens, index, "endcomment")
+                if bits[1:] in (['"description"'], ["'description'"]):
+                    if "description" in found:
+                        raise _FormatError(token.lineno or 1, "the description comment appears twice")
+                    take("description", token, tokens[end])
+                index = end
+            else:
+                raise _FormatError(
+                    token.lineno or 1,
+                    f"{{% {token.contents} %}} outside the blocks: each block is a standalone template "
+                    "(put {% load %} inside the blocks that need it)",
+                )
+        index += 1
+    if "subject" not in found:
+        raise _FormatError(1, "there is no {% block subject %}")
+    if "content" not in found and "html_content" not in found:
+        raise _FormatError(1, "there is neither a {% block text_body %} nor a {% block html_body %}")
+    return {name: found.get(name, ("", 1)) for name in FIELDS}
+
+
+def _find_end(tokens: Sequence[Any], start: int, end_tag: str) -> int:
+    for index in range(start + 1, len(tokens)):
+        if tokens[index].token_type == TokenType.BLOCK and tokens[index].contents == end_tag:
+            return index
+    raise _FormatError(tokens[start].lineno, f"{{% {tokens[start].contents} %}} has no {{% {end_tag} %}}")
+
+
+def _find_endblock(tokens: Sequence[Any], start: int, name: str) -> int:
+    """The index of the ``{% endblock %}`` closing ``tokens[start]``, skipping nested blocks and comments."""
+    depth = 0
+    index = start + 1
+    while index < len(tokens):
+        token = tokens[index]
+        if token.token_type == TokenType.BLOCK:
+            tag = token.contents.split()[0] if token.contents else ""
+            if tag == "comment":
+                # The template parser skips everything up to endcomment.
+                index = _find_end(tokens, index, "endcomment")
+            elif tag == "block":
+                depth += 1
+            elif tag == "endblock":
+                if depth == 0:
+                    closing = token.contents.split()[1:]
+                    if closing and closing != [name]:
+                        raise _FormatError(
+                            token.lineno or 1, f"{{% {token.contents} %}} closes {{% block {name} %}}; the names differ"
+                        )
+                    return index
+                depth -= 1
+        index += 1
+    raise _FormatError(tokens[start].lineno, f"{{% block {name} %}} has no {{% endblock %}}")
+
+
+# -- names and paths ---------------------------------------------------------
+
+
+def _looks_like_language(code: str) -> bool:
+    return normalize_language(code) in language_codes() or code.lower() in LANG_INFO
+
+
+def file_path_for(name: str, language: str) -> str:
+    """The relative path of a template's file, or raise ValueError saying why the name cannot be a file."""
+    if not name:
+        raise ValueError("an empty name cannot be a file name")
+    if name.startswith(FILE_PREFIX):
+        raise ValueError(f"names starting with {FILE_PREFIX!r} are file templates")
+    if "\\" in name or "\x00" in name:
+        raise ValueError("a name with a backslash or a NUL character cannot be a file name")
+    segments = name.split("/")
+    if any(segment in ("", ".", "..") or segment.startswith(".") for segment in segments):
+        raise ValueError("each '/'-separated part of the name must be non-empty and not start with '.'")
+    last = segments[-1]
+    if "." in last and _looks_like_language(last.rsplit(".", 1)[1]):
+        raise ValueError(
+            f"the name ends in '.{last.rsplit('.', 1)[1]}', so its file could not be told from a translation's"
+        )
+    return f"{name}.{language}{EXTENSION}" if language else f"{name}{EXTENSION}"
+
+
+def _identify(path: str) -> tuple[str, str]:
+    """``'a/welcome.de.html'`` -> ``('a/welcome', 'de')``; raise _FormatError for a bad language."""
+    stem = path[: -len(EXTENSION)]
+    folder, _slash, base = stem.rpartition("/")
+    if "." in base:
+        head, tail = base.rsplit(".", 1)
+        if normalize_language(tail) in language_codes():
+            if not head:
+                raise _FormatError(1, "the file name has a language but no template name")
+            return (f"{folder}/{head}" if folder else head), normalize_language(tail)
+        if tail.lower() in LANG_INFO:
+            raise _FormatError(1, f"language {tail!r} is not in settings.LANGUAGES")
+    return stem, ""
+
+
+# -- export ------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    written: list[str]
+    unchanged: list[str]
+
+
+def export_templates(directory: str | os.PathLike[str], names: Iterable[str] | None = None) -> ExportResult:
+    """Write each template (base and translations) to its file under ``directory``.
+
+    ``names`` limits the export to those templates. Every name and language is
+    checked first; nothing is written when any cannot be a file. Files whose
+    content is already right are not touched.
+    """
+    templates = EmailTemplate.objects.order_by("name", "language")
+    wanted = None if names is None else set(names)
+    if wanted is not None:
+        templates = templates.filter(name__in=wanted)
+        missing = wanted - set(templates.values_list("name", flat=True))
+        if missing:
+            raise TemplateFilesError([f"{name!r} is not the name of an EmailTemplate" for name in sorted(missing)])
+    errors = []
+    outputs: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    codes = language_codes()
+    for template in templates:
+        label = str(template)
+        try:
+            path = file_path_for(template.name, template.language)
+        except ValueError as error:
+            errors.append(f"{label}: {error}")
+            continue
+        if template.language and normalize_language(template.language) not in codes:
+            errors.append(f"{label}: language {template.language!r} is not in settings.LANGUAGES")
+            continue
+        folded = path.casefold()
+        if folded in seen:
+            errors.append(f"{label}: its file {path} differs only in case from that of {seen[folded]}")
+            continue
+        seen[folded] = label
+        values = {name: getattr(template, name) or "" for name in FIELDS}
+        text = format_template_file(values)
+        try:
+            same = parse_template_file(text) == values
+        except _FormatError:
+            same = False
+        if not same:
+            errors.append(f"{label}: its text cannot be written as blocks and read back unchanged")
+            continue
+        outputs[path] = text
+    if errors:
+        raise TemplateFilesError(errors)
+    root = Path(directory)
+    result = ExportResult(written=[], unchanged=[])
+    for path, text in outputs.items():
+        target = root / path
+        if target.is_file() and _read_or_none(target) == text:
+            result.unchanged.append(path)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        result.written.append(path)
+    return result
+
+
+def _read(path: Path) -> str:
+    # newline="": line endings are content; universal newlines would change them.
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return _read(path)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+# -- import ------------------------------------------------------------------
+
+
+def read_template_files(directory: str | os.PathLike[str]) -> list[TemplateFile]:
+    """Read and check every ``*.html`` file under ``directory`` (hidden ones skipped).
+
+    Raises :class:`TemplateFilesError` listing every bad file, with its line.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise TemplateFilesError([f"{directory}: is not a directory"])
+    max_lengths = {
+        name: getattr(EmailTemplate._meta.get_field(name), "max_length", None) for name in ("name", "subject")
+    }
+    engine = template_engine()
+    files = []
+    errors = []
+    for target in sorted(root.rglob(f"*{EXTENSION}")):
+        relative = target.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in target.relative_to(root).parts) or not target.is_file():
+            continue
+        try:
+            name, language = _identify(relative)
+            try:
+                text = _read(target)
+            except UnicodeDecodeError as error:
+                raise _FormatError(1, f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
+            parsed = _parse(text)
+        except _FormatError as error:
+            errors.append(f"{relative}, line {error.line}: {error}")
+            continue
+        values = {model_field: value for model_field, (value, _line) in parsed.items()}
+        if name.startswith(FILE_PREFIX):
+            errors.append(f"{relative}: template names starting with {FILE_PREFIX!r} are reserved for file templates")
+        if len(name) > (max_lengths["name"] or 0):
+            errors.append(f"{relative}: the template name is longer than {max_lengths['name']} characters")
+        if len(values["subject"]) > (max_lengths["subject"] or 0):
+            errors.append(f"{relative}: the subject is longer than {max_lengths['subject']} characters")
+        errors.extend(_compile_errors(engine, relative, parsed))
+        files.append(TemplateFile(path=relative, name=name, language=language, values=values))
+    if errors:
+        raise TemplateFilesError(errors)
+    return files
+
+
+def _compile_errors(engine: Engine, path: str, parsed: dict[str, tuple[str, int]]) -> list[str]:
+    errors = []
+    for model_field in BLOCK_FIELDS.values():
+        source, first_line = parsed[model_field]
+        if not source:
+            continue
+        try:
+            engine.from_string(source)
+        except TemplateSyntaxError as error:
+            line = syntax_error_line(error) or 1
+            # The line in the file, not in the block.
+            errors.append(f"{path}, line {first_line + line - 1}: {model_field}: {error}")
+    return errors
+
+
+def plan_import(files: Sequence[TemplateFile]) -> ImportPlan:
+    """Compare files with the database: what to create, what to update (with diffs), what is unchanged."""
+    existing = {
+        (template.name, template.language): template
+        for template in EmailTemplate.objects.filter(name__in={file.name for file in files})
+    }
+    bases_in_files = {file.name for file in files if not file.language}
+    errors = []
+    changes = []
+    for file in sorted(files, key=lambda f: (f.name, f.language != "", f.language)):
+        current = existing.get((file.name, file.language))
+        if current is None:
+            if file.language and file.name not in bases_in_files and (file.name, "") not in existing:
+                errors.append(
+                    f"{file.path}: a translation of {file.name!r}, which has no base template ({file.name}{EXTENSION})"
+                )
+                continue
+            changes.append(TemplateChange(file, "create"))
+            continue
+        diffs = {}
+        for model_field in FIELDS:
+            old, new = getattr(current, model_field) or "", file.values[model_field]
+            if old != new:
+                diffs[model_field] = _diff(
+                    old, new, f"database: {file.label} {model_field}", f"{file.path}: {model_field}"
+                )
+        changes.append(TemplateChange(file, "update" if diffs else "unchanged", diffs))
+    if errors:
+        raise TemplateFilesError(errors)
+    return ImportPlan(changes)
+
+
+def _diff(old: str, new: str, old_label: str, new_label: str) -> str:
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), old_label, new_label, lineterm=""))
+    if not lines:
+        # The same lines: only line endings or a final line break differ.
+        lines = [f"--- {old_label}", f"+++ {new_label}", f"(line breaks differ: {old[-12:]!r} -> {new[-12:]!r})"]
+    return "\n".join(lines) + "\n"
+
+
+def apply_import(plan: ImportPlan) -> None:
+    """Write a plan's creations and updates in one transaction (base templates first)."""
+    with transaction.atomic():
+        bases = {
+            template.name: template
+            for template in EmailTemplate.objects.filter(
+                name__in={change.file.name for change in plan.changes}, language=""
+            )
+        }
+        for change in plan.changes:  # sorted: each base before its translations
+            if change.action == "unchanged":
+                continue
+            file = change.file
+            if change.action == "create":
+                template = EmailTemplate(
+                    name=file.name,
+                    language=file.language,
+                    default_template=bases[file.name] if file.language else None,
+                )
+            else:
+                template = EmailTemplate.objects.get(name=file.name, language=file.language)
+            for model_field in FIELDS:
+                setattr(template, model_field, file.values[model_field])
+            template.save()
+            if not file.language:
+                bases[file.name] = template
+
+
+def import_templates(directory: str | os.PathLike[str], *, dry_run: bool = False) -> ImportPlan:
+    """Read, check and compare every file under ``directory``; unless ``dry_run``, write the changes."""
+    plan = plan_import(read_template_files(directory))
+    plan.dry_run = dry_run
+    if not dry_run and plan.has_changes:
+        apply_import(plan)
+    return plan
