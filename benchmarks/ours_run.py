@@ -41,8 +41,8 @@ from benchmarks.harness import (  # noqa: E402
 from post_office import mail  # noqa: E402
 from post_office.conf import settings as po_settings  # noqa: E402
 from post_office.delivery import RunStats, Worker  # noqa: E402
-from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate  # noqa: E402
 from post_office.delivery.processes import run_processes  # noqa: E402
+from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate  # noqa: E402
 
 queries = QueryCounter().install()
 

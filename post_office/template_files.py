@@ -1,34 +1,7 @@
 """Database templates as block-format files (``manage.py mail_templates``): export and import.
 
-The code lives in :mod:`post_office.rendering.sync`.
+The code lives in :mod:`post_office.rendering.sync`; this path re-exports its public names.
 """
 
-from .rendering.sync import (
-    EXTENSION,
-    ExportResult,
-    ImportPlan,
-    TemplateChange,
-    TemplateFile,
-    TemplateFilesError,
-    export_templates,
-    format_template_file,
-    import_templates,
-    parse_template_file,
-    plan_import,
-    read_template_files,
-)
-
-__all__ = [
-    "EXTENSION",
-    "ExportResult",
-    "ImportPlan",
-    "TemplateChange",
-    "TemplateFile",
-    "TemplateFilesError",
-    "export_templates",
-    "format_template_file",
-    "import_templates",
-    "parse_template_file",
-    "plan_import",
-    "read_template_files",
-]
+from .rendering.sync import *  # noqa: F403
+from .rendering.sync import __all__  # noqa: F401

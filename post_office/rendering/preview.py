@@ -10,7 +10,7 @@ from ..exceptions import InvalidArgument
 from ..languages import normalize_language
 from ..models import EmailTemplate
 from ..validation import is_file_template
-from .engine import render_template
+from .engine import Rendered, render_template
 from .files import render_file_template
 from .inline import InlineImage
 from .lookup import TemplateLookup
@@ -56,23 +56,21 @@ def render_preview(
         raise InvalidArgument("context", context, "must be a dict")
     if isinstance(template, str) and is_file_template(template):
         from_file = render_file_template(template, context, language)
-        return Preview(
-            subject=from_file.subject,
-            message=from_file.message,
-            html_message=from_file.html_message,
-            inline_images=from_file.inline_images,
-            template_language=from_file.language,
-        )
+        return _preview(from_file, from_file.language)
     lookup = TemplateLookup([template] if isinstance(template, str) else [])
     chosen = lookup.resolve(template, language)
     rendered = render_template(
         chosen, context, lookup.compiled, language=normalize_language(language) or chosen.language, strict=strict
     )
+    return _preview(rendered, chosen.language, chosen)
+
+
+def _preview(rendered: Rendered, template_language: str, template: EmailTemplate | None = None) -> Preview:
     return Preview(
         subject=rendered.subject,
         message=rendered.message,
         html_message=rendered.html_message,
         inline_images=rendered.inline_images,
-        template_language=chosen.language,
-        template=chosen,
+        template_language=template_language,
+        template=template,
     )
