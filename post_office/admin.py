@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -20,7 +18,7 @@ class LogInline(admin.TabularInline):
     can_delete = False
     readonly_fields = ("date", "status", "exception_type", "message")
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -90,7 +88,9 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     def languages(self, obj: EmailTemplate) -> str:
         return ", ".join(t.language for t in obj.translated_templates.all())
 
-    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+    def save_formset(
+        self, request: HttpRequest, form: forms.ModelForm, formset: forms.BaseModelFormSet, change: bool
+    ) -> None:
         for inline_form in formset.forms:
             if inline_form.has_changed() and inline_form.instance is not None:
                 inline_form.instance.name = form.instance.name
@@ -121,7 +121,7 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 

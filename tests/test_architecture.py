@@ -263,7 +263,32 @@ DOCUMENTED = {
 }
 
 
+#: What imports before django.setup() (settings files, ERROR_HANDLER modules, the backend path check).
+BEFORE_SETUP = [
+    "post_office",
+    "post_office.conf",
+    "post_office.exceptions",
+    "post_office.signals",
+    "post_office.validation",
+    "post_office.languages",
+    "post_office.retry",
+    "post_office.smtp",
+    "post_office.inline",
+    "post_office.checks",
+    "post_office.rendering",
+    "post_office.delivery",
+]
+
+
 class PublicPathTest(SimpleTestCase):
+    def test_the_light_faces_import_before_the_app_registry_is_ready(self):
+        code = "import django.apps; " + "; ".join(f"import {name}" for name in BEFORE_SETUP)
+        code += "; assert not django.apps.apps.ready"
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+
     def test_every_documented_path_imports_and_re_exports_the_same_objects(self):
         for path, names in DOCUMENTED.items():
             module = importlib.import_module(path)

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import JSONField, Model, QuerySet
 from django.utils import timezone
 
@@ -296,7 +297,7 @@ class _RowLoader:
         return emails
 
 
-def _json_value(value: Any, expression: Any, connection: Any) -> Any:
+def _json_value(value: str | None, expression: Any, connection: BaseDatabaseWrapper) -> Any:
     """``JSONField.from_db_value`` for a field without a custom decoder, with empty lists and objects made directly."""
     if value == "[]":
         return []

@@ -17,7 +17,7 @@ import random
 import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
@@ -25,7 +25,9 @@ from django.utils.module_loading import import_string
 
 from ..conf import settings as po_settings
 from ..exceptions import PostOfficeError
-from ..models import Email
+
+if TYPE_CHECKING:
+    from ..models import Email
 
 logger = logging.getLogger("post_office")
 

@@ -249,17 +249,13 @@ def collect(
     job, email, outcome = report
     entry = in_flight.get(email.pk)
     if entry is None or entry[0] is not job:
-        return  # already handled by _give_back
+        return  # already handled by Pipeline.give_back
     del in_flight[email.pk]
     if outcome is None:
         skipped.setdefault(job.token, []).append(email)
     else:
-        buffer.append(with_token(outcome, job.token))
-
-
-def with_token(outcome: Outcome, token: str) -> Outcome:
-    outcome.token = token
-    return outcome
+        outcome.token = job.token  # recorded under the claim it was sent with
+        buffer.append(outcome)
 
 
 def send_one(email: Email, pool: ConnectionPool, throttle: float = 0, try_wire: bool = True) -> Outcome:

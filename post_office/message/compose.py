@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email._policybase import Compat32
 from functools import partial
 from typing import Any
@@ -19,6 +19,9 @@ from ..rendering.engine import Rendered, render_template
 from ..rendering.files import render_file_template
 from ..rendering.inline import is_inline_cid
 from .parts import FAST_COMPAT32, headers_of, make_part, make_related, new_boundary, recipients
+
+#: An image the HTML references by ``cid:``: content, mimetype, filename, headers.
+RelatedPart = tuple[bytes, str, str, dict[str, str]]
 
 
 class QueuedMessage(EmailMultiAlternatives):
@@ -48,7 +51,7 @@ def build_message(email_obj: Email) -> EmailMessage:
     alternative: ``multipart/related`` holding the HTML and the images.
     """
     subject, body, html = email_obj.subject, email_obj.message, email_obj.html_message
-    related: list[tuple[bytes, str, str, dict[str, str]]] = []
+    related: list[RelatedPart] = []
     if email_obj.context is not None:
         # Stored context means render_on_delivery.
         rendered = _render_on_delivery(email_obj)
@@ -115,9 +118,9 @@ class RelatedQueuedMessage(QueuedMessage):
     """A QueuedMessage whose HTML part is sent as ``multipart/related`` with its inline images."""
 
     #: ``(content, mimetype, filename, headers)`` of each image the HTML references by ``cid:``.
-    related: list[tuple[bytes, str, str, dict[str, str]]]
+    related: list[RelatedPart]
 
-    def __init__(self, *args: Any, related: Any = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, related: Iterable[RelatedPart] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.related = list(related)
 

@@ -55,9 +55,10 @@ def _as_bytes(content: Any) -> bytes:
     raise TypeError(f"attachment content must be str or bytes, not {type(content).__name__}")
 
 
-def attachment_from_part(part: Any) -> AttachmentData:
+def attachment_from_part(part: email.message.Message) -> AttachmentData:
     """Store a raw MIME part (MIMEBase or MIMEPart) as name, content, type and headers."""
-    payload = part.get_payload(decode=True)
+    decoded = part.get_payload(decode=True)  # bytes, or None for a multipart part
+    payload = decoded if isinstance(decoded, bytes) else None
     if payload is None:
         # A multipart part: keep its serialised body so it survives the trip.
         payload = part.as_bytes()

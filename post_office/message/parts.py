@@ -19,13 +19,15 @@ from email import encoders
 from email._policybase import Compat32
 from email.mime.base import MIMEBase
 from email.mime.text import MIMEText
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.mail import make_msgid
 
 from ..compat import DJANGO_61
 from ..conf import settings as po_settings
-from ..models import Email
+
+if TYPE_CHECKING:
+    from ..models import Email
 
 #: Django reads these from extra headers only under this exact spelling.
 CANONICAL = {"from": "From", "to": "To", "cc": "Cc", "reply-to": "Reply-To", "message-id": "Message-ID"}

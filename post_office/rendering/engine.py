@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.template import Context, Engine, Template
 from django.template.base import TokenType
@@ -24,10 +24,12 @@ from django.utils import translation
 from ..conf import settings as po_settings
 from ..conf import template_engine
 from ..exceptions import MissingVariables
-from ..models import EmailTemplate
 from . import inline
 from .inline import InlineImage
 from .plaintext import html_to_text
+
+if TYPE_CHECKING:
+    from ..models import EmailTemplate
 
 
 def get_engine() -> Engine:
