@@ -3,8 +3,9 @@
 The wing's rooms: ``engine`` (the engine, compiled sources, rendering the
 three parts), ``lookup`` (a template with its translations, cached, and the
 language fallback), ``files`` (block-format file templates), ``preview``,
-``inline`` (``{% inline_image %}``), ``plaintext`` (text from HTML) and
-``sync`` (database templates to and from files).
+``inline`` (``{% inline_image %}``), ``plaintext`` (text from HTML),
+``sync`` (database templates to and from files) and ``fileformat`` (their
+block format).
 
 This package is also a public face (``post_office.rendering.render_preview``,
 ``compilations``, ``language_chain``...). Its names load on first use, so
