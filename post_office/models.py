@@ -132,7 +132,9 @@ class Email(models.Model):
     objects = EmailQuerySet.as_manager()
 
     #: Attachments loaded in bulk by the delivery worker's claim (None: not loaded).
-    loaded_attachments: list[Any] | None = None
+    loaded_attachments: list[Attachment] | None = None
+    #: Whether the email has attachments, as a claim made with UPDATE ... RETURNING found (None: not known).
+    has_attachments: bool | None = None
 
     class Meta:
         app_label = "post_office"

@@ -292,7 +292,7 @@ class _RowLoader:
             for slot, index in placement:
                 loaded[slot] = data[index]
             email = Email.from_db(alias, names, loaded)
-            email.has_attachments = bool(row[-1])  # type: ignore[attr-defined]
+            email.has_attachments = bool(row[-1])
             emails.append(email)
         return emails
 
@@ -343,7 +343,7 @@ def _load_attachments(emails: list[Email]) -> None:
     """
     link = Attachment.emails.through
     # A claim made with UPDATE ... RETURNING says which emails have attachments.
-    wanted = [email.pk for email in emails if getattr(email, "has_attachments", True)]
+    wanted = [email.pk for email in emails if email.has_attachments is not False]
     pairs = (
         list(link.objects.filter(email_id__in=wanted).order_by("id").values_list("email_id", "attachment_id"))
         if wanted

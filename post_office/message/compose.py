@@ -142,7 +142,7 @@ class RelatedQueuedMessage(QueuedMessage):
 def _attachments_of(email_obj: Email) -> list[Attachment]:
     if email_obj.pk is None:
         return []
-    loaded = getattr(email_obj, "loaded_attachments", None)  # set by the delivery worker's claim
+    loaded = email_obj.loaded_attachments  # set by the delivery worker's claim
     if loaded is not None:
         return list(loaded)
     cache = getattr(email_obj, "_prefetched_objects_cache", {})

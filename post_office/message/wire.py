@@ -57,7 +57,7 @@ def envelope_address(address: str) -> str | None:
 
 def serialize(email: Email) -> Wire | None:
     """Write a stored email's message, or return None when only Django's general path handles it."""
-    if email.context is not None or email.alternatives or getattr(email, "loaded_attachments", None) != []:
+    if email.context is not None or email.alternatives or email.loaded_attachments != []:
         return None  # rendered at delivery, other alternatives, attachments (or not loaded by a claim)
     if settings.DEFAULT_CHARSET.lower() != "utf-8":
         return None
