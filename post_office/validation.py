@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from email.utils import getaddresses
 from typing import Any
 
+from django.conf.locale import LANG_INFO
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.template import TemplateSyntaxError
+from django.template import Engine, Template, TemplateSyntaxError
 from django.utils import timezone
 from django.utils.functional import Promise
 
@@ -30,8 +32,35 @@ from .exceptions import (
     InvalidSchedule,
     TemplateSyntaxInvalid,
 )
+from .languages import language_codes, normalize_language
 
-_LINE_BREAKS = ("\r", "\n")
+#: Every character ``str.splitlines()`` breaks a line at, and NUL, by name. None may appear in a
+#: header, an address or a MIME part header: mail servers read some of them as the end of a line.
+HEADER_BREAKS = {
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x0b": "LINE TABULATION",
+    "\x0c": "FORM FEED",
+    "\x1c": "FILE SEPARATOR",
+    "\x1d": "GROUP SEPARATOR",
+    "\x1e": "RECORD SEPARATOR",
+    "\x85": "NEXT LINE",
+    "\u2028": "LINE SEPARATOR",
+    "\u2029": "PARAGRAPH SEPARATOR",
+    "\x00": "NUL",
+}
+_HEADER_BREAK = re.compile(f"[{re.escape(''.join(HEADER_BREAKS))}]")
+
+
+def header_break(text: str) -> str | None:
+    """Why ``text`` cannot go in a header (its first line break or NUL, shown), or None."""
+    found = _HEADER_BREAK.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    return (
+        f"contains a line break or NUL: {char!r} (U+{ord(char):04X} {HEADER_BREAKS[char]}) at position {found.start()}"
+    )
 
 
 def _text(field: str, value: Any) -> str:
@@ -48,9 +77,11 @@ def parse_address(value: Any, field: str) -> str:
     Display names may contain commas when quoted, and domains may be
     internationalised; anything that is not exactly one RFC 5322 address is refused.
     """
-    text = _text(field, value).strip()
-    if any(ch in text for ch in _LINE_BREAKS):
-        raise InvalidAddress(field, value, "contains a line break")
+    text = _text(field, value)
+    problem = header_break(text)
+    if problem:
+        raise InvalidAddress(field, value, problem)
+    text = text.strip()
     if not text:
         raise InvalidAddress(field, value, "is empty")
     parsed = getaddresses([text])
@@ -83,14 +114,16 @@ def parse_addresses(value: Any, field: str) -> list[str]:
 
 
 def check_no_line_breaks(field: str, value: Any) -> str:
+    """Return the text of a header value or name; refuse any line break or NUL (:data:`HEADER_BREAKS`)."""
     text = _text(field, value)
-    if any(ch in text for ch in _LINE_BREAKS):
-        raise InvalidHeader(field, value, "must not contain CR or LF characters")
+    problem = header_break(text)
+    if problem:
+        raise InvalidHeader(field, value, problem)
     return text
 
 
 def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
-    """Check header names and values; CR/LF is refused here, not at delivery."""
+    """Check header names and values; line breaks and NUL are refused here, not at delivery."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -198,8 +231,44 @@ def is_file_template(name: Any) -> bool:
     return isinstance(name, str) and name.startswith(FILE_PREFIX)
 
 
+def template_name_problem(name: str) -> str | None:
+    """Why a database template name cannot be used, or None: it must be able to name its file on export.
+
+    ``mail_templates export`` writes ``<name>.html`` and ``<name>.<language>.html``,
+    with a ``/`` in the name as a subdirectory.
+    """
+    if not name:
+        return "an empty name cannot be a file name"
+    if name.startswith(FILE_PREFIX):
+        return f"names starting with {FILE_PREFIX!r} are file templates"
+    if "\\" in name or "\x00" in name:
+        return "a name with a backslash or a NUL character cannot be a file name"
+    segments = name.split("/")
+    if any(segment in ("", ".", "..") or segment.startswith(".") for segment in segments):
+        return "each '/'-separated part of the name must be non-empty and not start with '.'"
+    suffix = segments[-1].rsplit(".", 1)[1] if "." in segments[-1] else ""
+    if suffix and (normalize_language(suffix) in language_codes() or suffix.lower() in LANG_INFO):
+        return f"the name ends in '.{suffix}', so its file could not be told from a translation's"
+    return None
+
+
 def check_database_template_name(name: Any) -> None:
-    """Refuse an EmailTemplate name starting with ``file:`` (ValidationError on ``name``)."""
+    """Refuse an EmailTemplate name that could not name its file (ValidationError on ``name``).
+
+    A name starting with ``file:`` marks a file template (code ``reserved_name``).
+    """
+    if isinstance(name, str) and not is_file_template(name):
+        problem = template_name_problem(name)
+        if problem:
+            raise ValidationError(
+                {
+                    "name": [
+                        ValidationError(
+                            "%(name)r: %(problem)s", code="invalid_name", params={"name": name, "problem": problem}
+                        )
+                    ]
+                }
+            )
     if is_file_template(name):
         raise ValidationError(
             {
@@ -225,6 +294,28 @@ def syntax_error_line(error: TemplateSyntaxError) -> int | None:
     return int(lineno) if lineno else None
 
 
+#: ``{% include './x' %}`` or ``{% extends '../x' %}``: a path relative to the template's own file.
+_RELATIVE_PATH = re.compile(r"""{%-?\s*(?:include|extends)\s+["']\.\.?/""")
+
+
+def compile_source(engine: Engine, source: str) -> Template:
+    """Compile a template source; every way it can fail to compile is a TemplateSyntaxError.
+
+    Django fails with an AttributeError on a relative ``{% include %}`` or
+    ``{% extends %}`` in a template that has no file (every email template).
+    """
+    try:
+        return engine.from_string(source)
+    except TemplateSyntaxError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever Django raises, the caller learns which source is bad
+        if _RELATIVE_PATH.search(source):
+            reason = "a relative path ('./' or '../') in {% include %} or {% extends %} needs a template file; name the template from a template directory instead"
+        else:
+            reason = f"does not compile ({type(error).__name__}: {error})"
+        raise TemplateSyntaxError(reason) from error
+
+
 def check_template_syntax(fields: Mapping[str, str | None]) -> None:
     """Compile each template source; raise one error naming every bad field and its line."""
     engine = template_engine()
@@ -233,7 +324,7 @@ def check_template_syntax(fields: Mapping[str, str | None]) -> None:
         if not source:
             continue
         try:
-            engine.from_string(source)
+            compile_source(engine, source)
         except TemplateSyntaxError as error:
             line = syntax_error_line(error)
             errors[name] = f"line {line}: {error}" if line else str(error)

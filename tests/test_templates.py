@@ -754,3 +754,66 @@ class PreviewTest(TestCase):
         )
         self.assertEqual(preview.template_language, "de")
         self.assertIsNone(preview.template)
+
+
+class RelativeIncludeTest(TestCase):
+    """``{% include '../x' %}`` has no file to be relative to in an email template: a clear error, never a 500."""
+
+    SOURCES = ["{% include '../x.html' %}", '{% include "./x.html" %}', "{% extends '../base.html' %}"]
+
+    def test_the_admin_form_shows_an_error_on_the_field(self):
+        from django.core.exceptions import ValidationError
+
+        for source in self.SOURCES:
+            with self.subTest(source):
+                template = EmailTemplate(name="relative", subject="S", content=source)
+                with self.assertRaises(ValidationError) as raised:
+                    template.full_clean()
+                self.assertIn("content", raised.exception.message_dict)
+                self.assertIn("relative path", str(raised.exception.message_dict["content"]))
+
+    def test_saving_refuses_it(self):
+        with self.assertRaises(TemplateSyntaxInvalid):
+            EmailTemplate.objects.create(name="relative", subject="S", html_content=self.SOURCES[0])
+        self.assertFalse(EmailTemplate.objects.filter(name="relative").exists())
+
+    def test_an_inline_source_rendered_by_send_raises_a_syntax_error(self):
+        from django.template import TemplateSyntaxError
+
+        with self.assertRaises(TemplateSyntaxError):
+            mail.send(["a@example.com"], "s@example.com", subject="Hi", message=self.SOURCES[1], context={})
+        self.assertEqual(Email.objects.count(), 0)
+
+
+class TemplateNameTest(TestCase):
+    """A name is refused on every save path when ``mail_templates export`` could not name its file."""
+
+    BAD = ["../x", "a//b", ".hidden", "a/./b", "welcome.de", "news.pt-br", "a\\b", "trailing/"]
+    GOOD = ["welcome", "a/b/c", "v1.0", "Order confirmation", "email/welcome.html"]
+
+    def test_bad_names_are_refused_with_the_export_rule(self):
+        from django.core.exceptions import ValidationError
+
+        from post_office.rendering.fileformat import file_path_for
+
+        for name in self.BAD:
+            with self.subTest(name):
+                with self.assertRaises(ValueError) as export:
+                    file_path_for(name, "")
+                with self.assertRaises(ValidationError) as saved:
+                    EmailTemplate.objects.create(name=name, subject="S")
+                self.assertIn(str(export.exception), str(saved.exception.message_dict["name"]))
+        self.assertEqual(EmailTemplate.objects.count(), 0)
+
+    def test_renaming_through_update_is_checked_too(self):
+        from django.core.exceptions import ValidationError
+
+        EmailTemplate.objects.create(name="fine", subject="S")
+        with self.assertRaises(ValidationError):
+            EmailTemplate.objects.filter(name="fine").update(name="../escape")
+        self.assertTrue(EmailTemplate.objects.filter(name="fine").exists())
+
+    def test_good_names_are_kept(self):
+        for name in self.GOOD:
+            with self.subTest(name):
+                self.assertEqual(EmailTemplate.objects.create(name=name, subject="S").name, name)

@@ -43,6 +43,7 @@ from post_office.exceptions import (
     UnknownTemplate,
 )
 from post_office.models import Attachment, Email, EmailTemplate, Log
+from post_office.validation import HEADER_BREAKS
 
 from .helpers import queueing
 
@@ -420,6 +421,62 @@ CASES = [
         mentions=("JSON",),
     ),
 ]
+
+
+def _break_cases() -> list[Case]:
+    """Every line break str.splitlines() knows, and NUL, in every field that becomes a header."""
+    cases = []
+    for char, name in HEADER_BREAKS.items():
+        code = f"u{ord(char):04x}"
+        shown = (f"U+{ord(char):04X} {name}",)
+        injected = f"Hello{char}Reply-To : attacker@example.com"
+        cases += [
+            Case(f"subject_with_{code}", {"subject": injected}, InvalidHeader, "subject", injected, shown),
+            Case(
+                f"header_value_with_{code}",
+                {"headers": {"X-Custom": f"ok{char}X-Injected : 1"}},
+                InvalidHeader,
+                "headers['X-Custom']",
+                f"ok{char}X-Injected : 1",
+                shown,
+            ),
+            Case(
+                f"header_name_with_{code}",
+                {"headers": {f"X-Bad{char}Bcc": "v"}},
+                InvalidHeader,
+                "headers name",
+                f"X-Bad{char}Bcc",
+                shown,
+            ),
+            Case(
+                f"reply_to_with_{code}",
+                {"headers": {"Reply-To": f"r@example.com{char}X-Injected : 1"}},
+                InvalidHeader,
+                "headers['Reply-To']",
+                f"r@example.com{char}X-Injected : 1",
+                shown,
+            ),
+            Case(
+                f"sender_name_with_{code}",
+                {"sender": f'"Sen{char}der" <sender@example.com>'},
+                InvalidAddress,
+                "sender",
+                f'"Sen{char}der" <sender@example.com>',
+                shown,
+            ),
+            Case(
+                f"recipient_name_with_{code}",
+                {"recipients": [f"Al{char}ice <alice@example.com>"]},
+                InvalidAddress,
+                "recipients",
+                f"Al{char}ice <alice@example.com>",
+                shown,
+            ),
+        ]
+    return cases
+
+
+CASES += _break_cases()
 
 MATRIX = [(case, path) for case in CASES for path in PATHS.values() if path.applies(case.overrides)]
 

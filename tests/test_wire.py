@@ -15,6 +15,7 @@ from unittest import mock
 from django.core.mail.message import sanitize_address
 from django.test import SimpleTestCase, override_settings
 
+from post_office.exceptions import InvalidHeader
 from post_office.message import parts, wire
 from post_office.message.compose import build_message
 from post_office.models import Email
@@ -201,7 +202,6 @@ class SerializeTest(SimpleTestCase):
             "render on delivery": dict(context={"a": 1}),
             "long line": dict(message="y" * 999),
             "non-ascii address": dict(message="x", to=["Zoë <zoe@example.com>"]),
-            "injection": dict(message="x", to=["b@example.com>\r\nRCPT TO:<evil@example.com"]),
         }
         for name, fields in cases.items():
             with self.subTest(name):
@@ -211,6 +211,14 @@ class SerializeTest(SimpleTestCase):
                 elif name != "not loaded":
                     instance.loaded_attachments = []
                 self.assertIsNone(wire.serialize(instance))
+
+    def test_an_injection_in_a_stored_address_is_refused(self):
+        instance = Email(
+            from_email="a@example.com", to=["b@example.com>\r\nRCPT TO:<evil@example.com"], cc=[], bcc=[], subject="s"
+        )
+        instance.message, instance.loaded_attachments = "x", []
+        with self.assertRaises(InvalidHeader):
+            wire.serialize(instance)
 
     @override_settings(DEFAULT_CHARSET="iso-8859-1")
     def test_other_default_charset_goes_the_general_way(self):

@@ -14,7 +14,7 @@ from django.core.files.storage import Storage
 from ..exceptions import InvalidAttachment
 from ..message.fields import AttachmentData
 from ..models import Attachment, Email, get_attachment_storage
-from ..validation import parse_headers
+from ..validation import header_break, parse_headers
 
 STORAGE_DIR = "post_office_attachments"
 
@@ -53,15 +53,30 @@ def _read_one(name: Any, spec: Any, field: str) -> AttachmentData:
         mimetype = spec.get("mimetype")
         headers = parse_headers(spec.get("headers"), f"{where}['headers']")
         spec = spec["file"]
-    content = _read_content(spec, where)
     if mimetype is not None and (not isinstance(mimetype, str) or "/" not in mimetype):
         raise InvalidAttachment(f"{where}['mimetype']", mimetype, "is not a MIME type like 'text/plain'")
-    return AttachmentData(
+    data = AttachmentData(
         name=name,
-        content=content,
+        content=b"",
         mimetype=mimetype or mimetypes.guess_type(name)[0] or "",
         headers=headers,
     )
+    check_attachment(data, field)  # before anything is read
+    data.content = _read_content(spec, where)
+    return data
+
+
+def check_attachment(data: AttachmentData, field: str = "attachments") -> AttachmentData:
+    """Refuse a name, MIME type or part header that would put a line break or NUL in a MIME part header."""
+    where = f"{field}[{data.name!r}]"
+    problem = header_break(data.name)
+    if problem:
+        raise InvalidAttachment(field, data.name, f"has a name that {problem}")
+    problem = header_break(data.mimetype)
+    if problem:
+        raise InvalidAttachment(f"{where}['mimetype']", data.mimetype, problem)
+    parse_headers(data.headers, f"{where}['headers']")
+    return data
 
 
 def _read_content(spec: Any, where: str) -> bytes:

@@ -35,7 +35,7 @@ from ..validation import (
     parse_headers,
     parse_priority,
 )
-from .attachments import read_attachments
+from .attachments import check_attachment, read_attachments
 from .request import EmailRequest
 
 
@@ -65,7 +65,7 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
     check_schedule(scheduled_time, expires_at)
     backend_alias = check_alias(request.backend)
     language = check_language(request.language)
-    attachments = read_attachments(request.attachments) + list(request.attachment_data)
+    attachments = read_attachments(request.attachments) + [check_attachment(d) for d in request.attachment_data]
     if request.context is not None and not isinstance(request.context, Mapping):
         raise InvalidArgument("context", request.context, "must be a dict")
     email = Email(

@@ -13,12 +13,13 @@ from django.db import DatabaseError
 from django.db.models import OuterRef, Subquery
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 
-from ..exceptions import PostOfficeError, TemplateRenderError, UnknownTemplate
+from ..exceptions import InvalidAttachment, PostOfficeError, TemplateRenderError, UnknownTemplate
 from ..models import Attachment, Email
 from ..rendering.engine import Rendered, render_template
 from ..rendering.files import render_file_template
 from ..rendering.inline import is_inline_cid
-from .parts import FAST_COMPAT32, headers_of, make_part, make_related, new_boundary, recipients
+from ..validation import header_break
+from .parts import FAST_COMPAT32, check_header_texts, headers_of, make_part, make_related, new_boundary, recipients
 
 #: An image the HTML references by ``cid:``: content, mimetype, filename, headers.
 RelatedPart = tuple[bytes, str, str, dict[str, str]]
@@ -59,9 +60,17 @@ def build_message(email_obj: Email) -> EmailMessage:
         related = [(image.content, image.mimetype, image.filename, image.headers) for image in rendered.inline_images]
 
     to, cc, bcc = recipients(email_obj)
+    check_header_texts(email_obj, to, cc, bcc)
     headers = headers_of(email_obj)
 
     attachments = _attachments_of(email_obj)
+    for attachment in attachments:
+        texts = [attachment.name, attachment.mimetype, *(f"{k}: {v}" for k, v in (attachment.headers or {}).items())]
+        problem = header_break("\t".join(texts))
+        if problem:
+            raise InvalidAttachment(
+                f"attachments[{attachment.name!r}]", attachment.pk, f"has a part header that {problem}"
+            )
     if html:
         for attachment in attachments:
             if is_inline_cid(attachment.headers):

@@ -25,6 +25,8 @@ from django.core.mail import make_msgid
 
 from ..compat import DJANGO_61
 from ..conf import settings as po_settings
+from ..exceptions import InvalidHeader
+from ..validation import header_break
 
 if TYPE_CHECKING:
     from ..models import Email
@@ -54,6 +56,29 @@ def recipients(stored: Email) -> tuple[list[str], list[str], list[str]]:
     if override:
         return list(override), [], []
     return list(stored.to), list(stored.cc), list(stored.bcc)
+
+
+def check_header_texts(stored: Email, to: list[str], cc: list[str], bcc: list[str]) -> None:
+    """Refuse (for good: InvalidHeader) an email whose header texts hold a line break or NUL.
+
+    Every entry point refuses them when the email is queued; this guards rows
+    written some other way (the ORM, an old version), on both ways of writing.
+    """
+    headers = stored.headers or {}
+    everything = [stored.subject, stored.from_email, stored.message_id or "", *to, *cc, *bcc]
+    if header_break("\t".join(everything + [f"{name}\t{value}" for name, value in headers.items()])) is None:
+        return  # the common case: one search over all of it
+    texts = {"subject": stored.subject, "from_email": stored.from_email, "message_id": stored.message_id or ""}
+    texts.update({f"to[{i}]": address for i, address in enumerate(to)})
+    texts.update({f"cc[{i}]": address for i, address in enumerate(cc)})
+    texts.update({f"bcc[{i}]": address for i, address in enumerate(bcc)})
+    for name, value in headers.items():
+        texts[f"headers name {name!r}"] = str(name)
+        texts[f"headers[{name!r}]"] = str(value)
+    for field, text in texts.items():
+        problem = header_break(text)
+        if problem:
+            raise InvalidHeader(field, text, problem)
 
 
 def headers_of(stored: Email) -> dict[str, str]:

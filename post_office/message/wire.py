@@ -26,7 +26,7 @@ from django.core.mail.utils import DNS_NAME
 
 from ..models import Email
 from ..transport.smtp import Wire
-from .parts import FAST_COMPAT32, headers_of, new_boundary, recipients
+from .parts import FAST_COMPAT32, check_header_texts, headers_of, new_boundary, recipients
 
 __all__ = ["Wire", "envelope_address", "serialize"]
 
@@ -62,6 +62,7 @@ def serialize(email: Email) -> Wire | None:
     if settings.DEFAULT_CHARSET.lower() != "utf-8":
         return None
     to, cc, bcc = recipients(email)
+    check_header_texts(email, to, cc, bcc)
     sender = envelope_address(email.from_email)
     found = [envelope_address(address) for address in to + cc + bcc if address]
     envelope = [address for address in found if address is not None]

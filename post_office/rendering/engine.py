@@ -24,6 +24,7 @@ from django.utils import translation
 from ..conf import settings as po_settings
 from ..conf import template_engine
 from ..exceptions import MissingVariables
+from ..validation import compile_source
 from . import inline
 from .inline import InlineImage
 from .plaintext import html_to_text
@@ -78,7 +79,7 @@ class CompiledTemplates:
             if compiled is not None:
                 per_engine.move_to_end(source)
                 return compiled
-        compiled = self.engine.from_string(source)
+        compiled = compile_source(self.engine, source)
         self.compilations += 1
         with _compiled_lock:
             _compilation_count += 1

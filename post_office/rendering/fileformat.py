@@ -36,7 +36,7 @@ from django.conf.locale import LANG_INFO
 from django.template.base import DebugLexer, TokenType
 
 from ..languages import language_codes, normalize_language
-from ..validation import FILE_PREFIX
+from ..validation import template_name_problem
 
 EXTENSION = ".html"
 #: Block name -> EmailTemplate field.
@@ -179,26 +179,11 @@ def _find_endblock(tokens: Sequence[Any], start: int, name: str) -> int:
 # -- names and paths ---------------------------------------------------------
 
 
-def _looks_like_language(code: str) -> bool:
-    return normalize_language(code) in language_codes() or code.lower() in LANG_INFO
-
-
 def file_path_for(name: str, language: str) -> str:
     """The relative path of a template's file, or raise ValueError saying why the name cannot be a file."""
-    if not name:
-        raise ValueError("an empty name cannot be a file name")
-    if name.startswith(FILE_PREFIX):
-        raise ValueError(f"names starting with {FILE_PREFIX!r} are file templates")
-    if "\\" in name or "\x00" in name:
-        raise ValueError("a name with a backslash or a NUL character cannot be a file name")
-    segments = name.split("/")
-    if any(segment in ("", ".", "..") or segment.startswith(".") for segment in segments):
-        raise ValueError("each '/'-separated part of the name must be non-empty and not start with '.'")
-    last = segments[-1]
-    if "." in last and _looks_like_language(last.rsplit(".", 1)[1]):
-        raise ValueError(
-            f"the name ends in '.{last.rsplit('.', 1)[1]}', so its file could not be told from a translation's"
-        )
+    problem = template_name_problem(name)
+    if problem:
+        raise ValueError(problem)
     return f"{name}.{language}{EXTENSION}" if language else f"{name}{EXTENSION}"
 
 

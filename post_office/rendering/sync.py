@@ -20,7 +20,7 @@ from ..conf import template_engine
 from ..exceptions import PostOfficeError
 from ..languages import language_codes, normalize_language
 from ..models import EmailTemplate
-from ..validation import FILE_PREFIX, syntax_error_line
+from ..validation import FILE_PREFIX, compile_source, syntax_error_line
 from .fileformat import (
     BLOCK_FIELDS,
     EXTENSION,
@@ -230,7 +230,7 @@ def _compile_errors(engine: Engine, path: str, parsed: dict[str, tuple[str, int]
         if not source:
             continue
         try:
-            engine.from_string(source)
+            compile_source(engine, source)
         except TemplateSyntaxError as error:
             line = syntax_error_line(error) or 1
             # The line in the file, not in the block.
