@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -11,7 +13,14 @@ from django.utils.translation import gettext_lazy as _
 
 from .exceptions import InvalidArgument
 from .models import STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log, WorkerHeartbeat
-from .validation import check_json_context, check_no_line_breaks, parse_address, parse_addresses, parse_headers
+from .validation import (
+    check_json_context,
+    check_no_line_breaks,
+    parse_address,
+    parse_addresses,
+    parse_datetime,
+    parse_headers,
+)
 
 
 class AddressListField(forms.CharField):
@@ -71,6 +80,12 @@ class EmailForm(forms.ModelForm):
 
     def clean_subject(self) -> str:
         return check_no_line_breaks("subject", self.cleaned_data["subject"])
+
+    def clean_scheduled_time(self) -> datetime.datetime | None:
+        return parse_datetime(self.cleaned_data["scheduled_time"], "scheduled_time")
+
+    def clean_expires_at(self) -> datetime.datetime | None:
+        return parse_datetime(self.cleaned_data["expires_at"], "expires_at")
 
     def clean_headers(self) -> dict[str, str] | None:
         return parse_headers(self.cleaned_data["headers"])

@@ -164,7 +164,12 @@ def parse_priority(value: Any, field: str = "priority") -> int:
 
 
 def parse_datetime(value: Any, field: str) -> datetime.datetime | None:
-    """Accept a datetime or a date (midnight); naive values take the current time zone."""
+    """Accept a datetime or a date (midnight); naive values take the current time zone.
+
+    The value must stay within years 1 to 9999 once converted to UTC, as it is
+    stored: 9999-12-31 23:00 in a time zone west of UTC is year 10000 there,
+    which no database can give back.
+    """
     if value is None:
         return None
     if isinstance(value, datetime.datetime):
@@ -173,8 +178,14 @@ def parse_datetime(value: Any, field: str) -> datetime.datetime | None:
         result = datetime.datetime.combine(value, datetime.time.min)
     else:
         raise InvalidSchedule(field, value, "must be a date or datetime")
-    if timezone.is_naive(result):
-        result = timezone.make_aware(result)
+    try:
+        if timezone.is_naive(result):
+            result = timezone.make_aware(result)
+        result.astimezone(datetime.timezone.utc)
+    except (OverflowError, ValueError):
+        raise InvalidSchedule(
+            field, value, "is out of range: it must lie within the years 1 to 9999 once converted to UTC"
+        ) from None
     return result
 
 

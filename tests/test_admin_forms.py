@@ -81,3 +81,11 @@ class EmailFormTest(TestCase):
     def test_an_email_needs_a_recipient(self):
         errors = self.errors(self.post(to=""))
         self.assertIn("to", errors)
+
+    def test_a_time_that_overflows_in_utc_is_a_form_error(self):
+        from django.test import override_settings
+
+        with override_settings(TIME_ZONE="America/New_York"):
+            errors = self.errors(self.post(expires_at_0="9999-12-31", expires_at_1="23:00:00"))
+        self.assertIn("years 1 to 9999", " ".join(errors["expires_at"]))
+        self.assertFalse(Email.objects.exists())
