@@ -51,7 +51,7 @@ def _read_one(name: Any, spec: Any, field: str) -> AttachmentData:
         if "file" not in spec:
             raise InvalidAttachment(where, dict(spec), "must have a 'file' key")
         mimetype = spec.get("mimetype")
-        headers = parse_headers(spec.get("headers"), f"{where}['headers']")
+        headers = spec.get("headers")  # checked with the name and type below
         spec = spec["file"]
     if mimetype is not None and (not isinstance(mimetype, str) or "/" not in mimetype):
         raise InvalidAttachment(f"{where}['mimetype']", mimetype, "is not a MIME type like 'text/plain'")
@@ -75,7 +75,7 @@ def check_attachment(data: AttachmentData, field: str = "attachments") -> Attach
     problem = header_break(data.mimetype)
     if problem:
         raise InvalidAttachment(f"{where}['mimetype']", data.mimetype, problem)
-    parse_headers(data.headers, f"{where}['headers']")
+    data.headers = parse_headers(data.headers, f"{where}['headers']")
     return data
 
 
