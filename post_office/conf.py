@@ -84,6 +84,13 @@ class PostOfficeSettings:
     def _get(self, key: str, default: Any) -> Any:
         return self.raw.get(key, default)
 
+def mail_passwords(*extra: Any) -> list[str]:
+    """The passwords configured for sending mail (and ``extra``), longest first: cut out of any error shown."""
+    found = [getattr(django_settings, "EMAIL_HOST_PASSWORD", ""), *extra]
+    found += [(entry.get("OPTIONS") or {}).get("password") for entry in mailers().values()]
+    return sorted({str(secret) for secret in found if secret}, key=len, reverse=True)
+
+
     @property
     def raw(self) -> dict[str, Any]:
         value = getattr(django_settings, "POST_OFFICE", None) or {}

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from tests.smtp_sink import Received, free_port
 
@@ -103,6 +104,9 @@ class _Handler:
             if stage_action == "421":
                 _close_after_reply(smtp)
             return REPLIES[stage_action]
+        limit = self.server.max_recipients
+        if limit is not None and len(envelope.rcpt_tos) >= limit:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         # The DATA hook applies the first data-stage fault among the recipients.
@@ -165,6 +169,8 @@ class FaultySMTP:
         record: str | Path | None = None,
         stall_seconds: float = STALL_SECONDS,
         pipelining: bool = True,
+        max_recipients: int | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port()
@@ -173,6 +179,12 @@ class FaultySMTP:
         self.key_header = key_header
         self.stall_seconds = stall_seconds
         self.pipelining = pipelining
+        #: Recipients taken per message; RCPT beyond them gets 452 (too many recipients), as real servers cap it.
+        self.max_recipients = max_recipients
+        #: With credentials, MAIL before a successful AUTH gets 530, and wrong ones 535.
+        self.credentials = credentials
+        #: Every AUTH attempt: (login, password) as the client sent them.
+        self.logins: list[tuple[str, str]] = []
         self.messages: list[Received] = []
         #: (recipient, action) for every attempt, in order.
         self.attempts: list[tuple[str, str]] = []
@@ -181,7 +193,12 @@ class FaultySMTP:
         self._seen: Counter[str] = Counter()
         self._sessions: list[object] = []
         self._record: IO[str] | None = open(record, "a", encoding="utf-8") if record else None  # noqa: SIM115
-        self._controller = Controller(_Handler(self), hostname=host, port=self.port, server_hostname="faulty.test")
+        auth: dict[str, Any] = {}
+        if credentials is not None:
+            auth = {"auth_required": True, "auth_require_tls": False, "authenticator": self._authenticate}
+        self._controller = Controller(
+            _Handler(self), hostname=host, port=self.port, server_hostname="faulty.test", **auth
+        )
 
     # -- scripting ---------------------------------------------------------
 
@@ -216,6 +233,13 @@ class FaultySMTP:
             if times is None or attempt < int(times):
                 return f"{code}@{stage}"
         return "ok"
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        login = data.login.decode("utf-8", "replace") if data.login is not None else ""
+        password = data.password.decode("utf-8", "replace") if data.password is not None else ""
+        with self.lock:
+            self.logins.append((login, password))
+        return AuthResult(success=(login, password) == self.credentials, handled=False)
 
     def _accept(self, envelope: Any) -> None:
         data = bytes(envelope.original_content or envelope.content)

@@ -23,10 +23,13 @@ def queueing(**post_office: Any) -> override_settings:
     return override_settings(EMAIL_BACKEND=QUEUE, POST_OFFICE={"BACKENDS": {"default": LOCMEM}, **post_office})
 
 
-def delivering_to(sink: Any, **post_office: Any) -> override_settings:
-    """Deliver queued mail over SMTP to an SMTPSink on 127.0.0.1."""
+def delivering_to(sink: Any, credentials: tuple[str, str] | None = None, **post_office: Any) -> override_settings:
+    """Deliver queued mail over SMTP to an SMTPSink on 127.0.0.1 (logging in with ``credentials``)."""
     options = sink.backend_options()
+    username, password = credentials or ("", "")
     if DJANGO_61:
+        if credentials:
+            options = {**options, "username": username, "password": password}
         return override_settings(
             MAILERS={"default": {"BACKEND": QUEUE}, "smtp": {"BACKEND": SMTP, "OPTIONS": options}},
             POST_OFFICE={"BACKENDS": {"default": "smtp"}, **post_office},
@@ -38,6 +41,8 @@ def delivering_to(sink: Any, **post_office: Any) -> override_settings:
         EMAIL_USE_TLS=False,
         EMAIL_USE_SSL=False,
         EMAIL_TIMEOUT=options["timeout"],
+        EMAIL_HOST_USER=username,
+        EMAIL_HOST_PASSWORD=password,
         POST_OFFICE={"BACKENDS": {"default": SMTP}, **post_office},
     )
 

@@ -77,8 +77,8 @@ class SendQueuedMailTest(TestCase):
         claims: list[tuple[int, int]] = []
         original_claim = Worker.claim
 
-        def recording_claim(worker, limit, ids=None):
-            token, emails = original_claim(worker, limit, ids=ids)
+        def recording_claim(worker, limit, ids=None, skip_aliases=()):
+            token, emails = original_claim(worker, limit, ids=ids, skip_aliases=skip_aliases)
             claims.append((limit, len(emails)))
             return token, emails
 

@@ -453,11 +453,11 @@ class LockedRowsTest(ControlsTestCase):
     def claims_empty_first(self, empty: int) -> tuple[Any, list[int]]:
         original, calls = Worker.claim, []
 
-        def claim(worker, limit, ids=None):
+        def claim(worker, limit, ids=None, skip_aliases=()):
             calls.append(limit)
             if len(calls) <= empty:
                 return "someone-else", []  # as if another worker's open claim held every due row
-            return original(worker, limit, ids=ids)
+            return original(worker, limit, ids=ids, skip_aliases=skip_aliases)
 
         return claim, calls
 

@@ -33,8 +33,13 @@ def new_token(worker: str) -> str:
     return f"{worker}:{uuid.uuid4().hex[:16]}"
 
 
-def claim(worker: str, lease: timedelta, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
-    """Take up to ``limit`` due emails (of ``ids`` if given) for ``worker``; return the token and them, loaded."""
+def claim(
+    worker: str, lease: timedelta, limit: int, ids: Iterable[int] | None = None, skip_aliases: Iterable[str] = ()
+) -> tuple[str, list[Email]]:
+    """Take up to ``limit`` due emails (of ``ids`` if given) for ``worker``; return the token and them, loaded.
+
+    ``skip_aliases``: delivery aliases not to take emails for (their connection failed this pass).
+    """
     token = new_token(worker)
     if limit <= 0:
         return token, []
@@ -46,10 +51,16 @@ def claim(worker: str, lease: timedelta, limit: int, ids: Iterable[int] | None =
         "last_updated": now,
     }
     candidates = Email.objects.due(now).in_sending_order()
+    narrowed = ids is not None
     if ids is not None:
         candidates = candidates.filter(id__in=list(ids))
+    skipped = set(skip_aliases)
+    if skipped:
+        # The default alias is stored as "" too.
+        candidates = candidates.exclude(backend_alias__in=skipped | ({""} if "default" in skipped else set()))
+        narrowed = True
     if update_returns_rows():
-        emails = _claim_returning(candidates if ids is not None else None, limit, claim_values, now)
+        emails = _claim_returning(candidates if narrowed else None, limit, claim_values, now)
     elif db_connection.features.has_select_for_update_skip_locked:
         # A short transaction: rows locked by another worker's claim are skipped.
         with transaction.atomic(savepoint=False):

@@ -52,7 +52,9 @@ class Owner(Protocol):
 
     def limit_reached(self, unrecorded: list[Outcome] | None = None) -> bool: ...
 
-    def claim(self, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]: ...
+    def claim(
+        self, limit: int, ids: Iterable[int] | None = None, skip_aliases: Iterable[str] = ()
+    ) -> tuple[str, list[Email]]: ...
 
     def recording(self, token: str | None, outcomes: list[Outcome]) -> AbstractContextManager[None]: ...
 
@@ -124,7 +126,8 @@ class Pipeline:
                 return  # emails in flight may still fail and leave room for more
             # Results waiting to be written go in the claim's transaction.
             with worker.recording(None, self.buffer):
-                token, emails = worker.claim(limit)
+                # Nothing more for an alias whose connection failed: its emails stay queued.
+                token, emails = worker.claim(limit, skip_aliases=list(self.brake.blocked))
             self.buffer, self.last_flush = [], time.monotonic()
             if not emails:
                 if self.skipped_claims < LOCKED_RETRIES and claim.due_but_locked():
@@ -162,7 +165,7 @@ class Pipeline:
 
     def retry_due_now(self) -> bool:
         """Nothing in flight: True to go on (a failure not yet written may be due again at once), False to end."""
-        if not any(outcome.error for outcome in self.buffer) or self.worker.limit_reached(self.buffer):
+        if not any(outcome.failed for outcome in self.buffer) or self.worker.limit_reached(self.buffer):
             return False
         self.flush()
         self.queue_empty = False
@@ -185,7 +188,7 @@ class Pipeline:
     def flush_if_due(self) -> None:
         buffer = self.buffer
         if len(buffer) >= FLUSH_EVERY or (buffer and time.monotonic() - self.last_flush >= FLUSH_SECONDS):
-            if any(outcome.error for outcome in buffer):
+            if any(outcome.failed for outcome in buffer):
                 self.queue_empty = False  # a requeued email may be due again at once: look again
             self.flush()
 

@@ -9,6 +9,7 @@ of Log rows; failures one UPDATE each for failed and requeued and one Log insert
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,8 +22,10 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from ..choices import STATUS
+from ..conf import mail_passwords
 from ..models import Email, Log
 from ..signals import email_failed, email_sent
+from ..transport.failures import setup_text
 from .claim import adapt_datetime, column
 from .retry import decide
 from .stats import Outcome, RunStats
@@ -58,10 +61,14 @@ class Recorder:
             yield
             return
         now = timezone.now()
-        sent, failed, requeued, logs = self._decide(outcomes, now)
+        held = [outcome for outcome in outcomes if outcome.held]
+        sent, failed, requeued, logs = self._decide([o for o in outcomes if not o.held] if held else outcomes, now)
         tokens = {outcome.email.pk: outcome.token or token for outcome in outcomes}
         released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
         with transaction.atomic():
+            if held:
+                # Not the email's fault (transport.failures): back in the queue, no attempt counted, no Log row.
+                _still_claimed([o.email for o in held], tokens).update(status=STATUS.queued, **released)
             if sent:
                 _record_sent(sent, tokens, now, log=self.log_level >= 2)
             if failed:
@@ -79,9 +86,23 @@ class Recorder:
         self.stats.sent += len(sent)
         self.stats.failed += len(failed)
         self.stats.requeued += len(requeued)
+        if held:
+            self._hold(held)
+        if sent and OUTAGES.aliases:
+            OUTAGES.recovered({email.backend_alias or "default" for email in sent})
         _send_signals(sent, failed, requeued)
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+    def _hold(self, held: list[Outcome]) -> None:
+        """Count emails held back by a setup error, and say once per alias what is wrong."""
+        self.stats.held += len(held)
+        for outcome in held:
+            alias = outcome.email.backend_alias or "default"
+            if alias not in self.stats.blocked:
+                text = setup_text(outcome.error, mail_passwords())  # type: ignore[arg-type]
+                self.stats.blocked[alias] = text
+                OUTAGES.report(alias, text)
 
     def _decide(
         self, outcomes: list[Outcome], now: datetime
@@ -212,6 +233,38 @@ def _still_claimed(emails: list[Email], tokens: dict[int, str | None]) -> QueryS
     for token, ids in _ids_by_token(emails, tokens).items():
         condition |= Q(id__in=ids, claimed_by=token, status=STATUS.sending) if token else Q(id__in=ids)
     return Email.objects.filter(condition)
+
+
+class _Outages:
+    """Which aliases this process found unable to deliver: an outage is logged loudly once, not once per pass."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, alias: str, text: str) -> None:
+        with self._lock:
+            known, self.aliases[alias] = self.aliases.get(alias), text
+        if known == text:
+            logger.debug("Delivery through %r still cannot connect: %s", alias, text)
+            return
+        logger.error(
+            "Delivery through %r stopped: %s. This is the connection or its credentials, not the emails: they stay "
+            "queued and are sent once it works (check the backend's host, port, TLS and credentials).",
+            alias,
+            text,
+            extra={"backend_alias": alias, "error": text},
+        )
+
+    def recovered(self, aliases: set[str]) -> None:
+        with self._lock:
+            back = [alias for alias in aliases if self.aliases.pop(alias, None) is not None]
+        for alias in back:
+            logger.warning("Delivery through %r works again", alias, extra={"backend_alias": alias})
+
+
+#: This process's record of aliases that could not deliver.
+OUTAGES = _Outages()
 
 
 def _send_signals(

@@ -15,7 +15,9 @@ go back to the queue, and the process exits 0. A second signal exits at once
 Database errors (a restarted server, a dropped connection) never end the loop:
 the connections are dropped and the loop goes on after a pause that doubles up
 to ``DB_RETRY_MAX_SLEEP``. Delivery errors are recorded on each email and
-retried by the usual policy, so a dead SMTP server does not end it either.
+retried by the usual policy. A backend that cannot be reached or refuses the
+credentials leaves its emails queued (:mod:`post_office.transport.failures`);
+the loop tries it again after a pause that doubles up to ``SETUP_RETRY_MAX_SLEEP``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ logger = logging.getLogger("post_office")
 
 #: Longest pause between attempts while the database is unreachable (seconds).
 DB_RETRY_MAX_SLEEP = 30.0
+#: The longest wait between attempts while a backend's connection or credentials fail.
+SETUP_RETRY_MAX_SLEEP = 60.0
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Runner:
         self.heartbeat = Heartbeat(self.worker.name, interval, self._counters)
         self.shutdown = Shutdown(self._on_first_signal)
         self.stats = RunnerStats()
+        #: Aliases the last pass could not connect through (see transport.failures).
+        self._blocked: dict[str, str] = {}
         self.listener: Listener | None = None
         self._announcer: threading.Thread | None = None
 
@@ -159,7 +165,7 @@ class Runner:
         return self.stats
 
     def _loop(self) -> None:
-        failures = 0
+        failures = setup_failures = 0
         while not self._should_stop():
             try:
                 close_old_connections()
@@ -171,6 +177,17 @@ class Runner:
                 claimed = self._pass()
                 if self._should_stop():
                     break
+                if self._blocked:
+                    # A connection or its credentials failed (the emails stay queued): try again
+                    # after 1, 2, 4... seconds, not in a busy loop, waking for other due mail.
+                    setup_failures += 1
+                    backoff = min(SETUP_RETRY_MAX_SLEEP, 2.0 ** (setup_failures - 1))
+                    self.heartbeat.beat("running")
+                    timeout = min(backoff, self._idle_timeout(DeliverySwitch.is_paused()))
+                    failures = 0
+                    self._wait(timeout)
+                    continue
+                setup_failures = 0
                 if claimed:
                     self.heartbeat.beat("running")
                     failures = 0
@@ -208,9 +225,10 @@ class Runner:
             claimed = worker.run_pass()
         finally:
             done, worker.stats = worker.stats, RunStats()
+            self._blocked = dict(done.blocked)
             self.stats.passes += 1
             self.stats.add(done)
-        if done.attempted or done.expired:
+        if done.attempted or done.expired or done.held:
             logger.info(
                 "runmailer pass: %s",
                 done.summary(),

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..models import Email
+from ..transport.failures import is_setup_error
 
 
 @dataclass
@@ -14,6 +15,16 @@ class Outcome:
     error: BaseException | None = None
     #: The claim under which the attempt was made (None: the token passed to record()).
     token: str | None = None
+    #: The error is about the connection or credentials, not this email: it stays queued, no attempt counted.
+    held: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.held = self.error is not None and is_setup_error(self.error)
+
+    @property
+    def failed(self) -> bool:
+        """The attempt failed through the email's own fault (counted, retried or failed for good)."""
+        return self.error is not None and not self.held
 
 
 @dataclass
@@ -22,6 +33,10 @@ class RunStats:
     failed: int = 0
     requeued: int = 0
     expired: int = 0
+    #: Emails left queued because their connection could not be made (see transport.failures).
+    held: int = 0
+    #: Delivery aliases the run stopped using, with what went wrong (no secret in it).
+    blocked: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     stopped_because: str = ""
 
@@ -39,6 +54,10 @@ class RunStats:
             f"{self.sent} sent, {self.failed} failed, {self.requeued} requeued, {self.expired} expired "
             f"in {self.elapsed:.2f}s ({rate:.1f} emails/s)"
         )
+        if self.held:
+            text += f", {self.held} held back"
+        if self.blocked:
+            text += "; " + "; ".join(f"backend {alias!r} cannot deliver: {why}" for alias, why in self.blocked.items())
         return f"{text}; stopped: {self.stopped_because}" if self.stopped_because else text
 
     def add(self, other: RunStats) -> None:
@@ -46,3 +65,5 @@ class RunStats:
         self.failed += other.failed
         self.requeued += other.requeued
         self.expired += other.expired
+        self.held += other.held
+        self.blocked.update(other.blocked)

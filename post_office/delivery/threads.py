@@ -41,12 +41,21 @@ class Brake:
         self._stopping = stopping
         self._failures_left = failures_left
         self._lock = threading.Lock()
+        #: Aliases whose connection or credentials failed (transport.failures), with the error: send no more there.
+        self.blocked: dict[str, BaseException] = {}
 
     def engaged(self) -> bool:
         return (self._failures_left is not None and self._failures_left <= 0) or self._stopping()
 
-    def note(self, outcome: Outcome) -> None:
-        if outcome.error is not None and self._failures_left is not None:
+    def stops(self, alias: str) -> bool:
+        """Whether a job for ``alias`` must start no more emails."""
+        return alias in self.blocked or self.engaged()
+
+    def note(self, outcome: Outcome, alias: str) -> None:
+        if outcome.held:
+            with self._lock:
+                self.blocked.setdefault(alias, outcome.error)  # type: ignore[arg-type]
+        elif outcome.error is not None and self._failures_left is not None:
             with self._lock:
                 self._failures_left -= 1
 
@@ -132,11 +141,11 @@ def run_job(
     pending = deque(job.emails)
 
     def stop() -> bool:
-        return job.cancelled or brake.engaged()
+        return job.cancelled or brake.stops(job.alias)
 
     def done(email: Email, error: BaseException | None) -> None:
         outcome = Outcome(email, error)
-        brake.note(outcome)
+        brake.note(outcome, job.alias)
         report((job, email, outcome))
 
     try:
@@ -203,9 +212,9 @@ def _send_chained(
                 pace.note(wires.replies_read - read, wires.replies_waited - waited)
     except ConnectionBroken as broken:
         pending.extendleft(reversed(broken.unsent))
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except BaseException as error:  # noqa: BLE001 - the connection could not be opened: no email was taken
+        # SystemExit and KeyboardInterrupt too: in a delivery thread they come from the
+        # backend (signals reach only the main thread), and must not end the job unreported.
         done(pending.popleft(), error)
     return general[0] if general else None
 
@@ -271,11 +280,10 @@ def send_one(email: Email, pool: ConnectionPool, throttle: float = 0, try_wire: 
                 connection.send_messages(messages)
             else:
                 cast(WireBackend, connection).send_wire(wire)
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except BaseException as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch
-        # BaseException too: e.g. asyncio.CancelledError from a backend's async client
-        # would otherwise escape the thread and stop the run with its chunk unrecorded.
+        # BaseException too: asyncio.CancelledError from a backend's async client, or a
+        # SystemExit / KeyboardInterrupt a backend raises (signals reach only the main
+        # thread), would otherwise end the thread with the email never reported.
         return Outcome(email, error)
     finally:
         if throttle:

@@ -158,13 +158,14 @@ class Worker:
         """True when the run must stop; ``unrecorded`` outcomes (not yet written) count too."""
         stats = self.stats
         pending = unrecorded or []
-        pending_failures = sum(1 for outcome in pending if outcome.error is not None)
+        pending_failures = sum(1 for outcome in pending if outcome.failed)
+        pending_sent = sum(1 for outcome in pending if outcome.error is None)
         reason = ""
         if self.stopping:
             reason = "stop requested"
-        elif self.max_emails is not None and stats.attempted + len(pending) >= self.max_emails:
+        elif self.max_emails is not None and stats.attempted + pending_sent + pending_failures >= self.max_emails:
             reason = f"--max-emails {self.max_emails}"
-        elif self.max_sent is not None and stats.sent + len(pending) - pending_failures >= self.max_sent:
+        elif self.max_sent is not None and stats.sent + pending_sent >= self.max_sent:
             reason = f"MAX_BATCH {self.max_sent}"
         elif self.max_failures is not None and stats.failed + stats.requeued + pending_failures >= self.max_failures:
             reason = f"MAX_DEFERRED {self.max_failures}"
@@ -189,9 +190,11 @@ class Worker:
 
     # -- claiming and recording ----------------------------------------------
 
-    def claim(self, limit: int, ids: Iterable[int] | None = None) -> tuple[str, list[Email]]:
-        """Take up to ``limit`` due emails (of ``ids`` if given) for this worker; return the claim token and them."""
-        return claim.claim(self.name, self.lease, limit, ids)
+    def claim(
+        self, limit: int, ids: Iterable[int] | None = None, skip_aliases: Iterable[str] = ()
+    ) -> tuple[str, list[Email]]:
+        """Take up to ``limit`` due emails (of ``ids`` if given, for no alias of ``skip_aliases``); return the token and them."""
+        return claim.claim(self.name, self.lease, limit, ids, skip_aliases)
 
     def release(self, token: str, emails: Iterable[Email]) -> None:
         """Give back claimed emails that were never attempted."""
@@ -228,6 +231,6 @@ def dispatch_one(email: Email, *, log_level: int | None = None, commit: bool = T
         worker.record(None, [outcome])
     elif outcome.error is None:
         email.status = STATUS.sent
-    else:
+    elif not outcome.held:  # a connection that failed leaves it as it was
         email.status = STATUS.failed
     return email.status

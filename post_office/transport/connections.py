@@ -19,9 +19,10 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.utils.module_loading import import_string
 
-from ..conf import is_queueing_backend, mailers, mailers_configured
+from ..conf import is_queueing_backend, mail_passwords, mailers, mailers_configured
 from ..conf import settings as po_settings
 from ..exceptions import DeliveryConfigurationError, UnknownBackend
+from .failures import ConnectionFailed
 from .smtp import EmailBackend as SMTPBackend
 
 DEFAULT_ALIAS = "default"
@@ -159,17 +160,20 @@ class ConnectionPool:
                     self._open[alias] = self._open.get(alias, 0) + 1
                     break
                 self._condition.wait()
+        connection = None
         try:
             connection = backend_factory(alias)()
             if getattr(connection, "timeout", 0) is None:
                 # A stalled server must not hold a delivery thread forever.
                 connection.timeout = po_settings.SEND_TIMEOUT  # type: ignore[attr-defined]
             connection.open()
-        except BaseException:
+        except BaseException as error:
             with self._condition:
                 self._open[alias] -= 1
                 self._condition.notify()
-            raise
+            # A wrong alias, a refused connection, a failed login: not the email's
+            # fault, so the emails stay queued (transport.failures).
+            raise ConnectionFailed(alias, error, mail_passwords(getattr(connection, "password", None))) from error
         with self._condition:
             self._all.append(connection)
         return connection

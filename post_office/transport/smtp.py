@@ -114,8 +114,6 @@ class EmailBackend(DjangoSMTPBackend):
         for key, wire in items:
             try:
                 connection.sendmail(wire.sender, wire.recipients, wire.data)
-            except (KeyboardInterrupt, SystemExit):
-                raise
             except _REFUSALS as error:
                 done(key, error)
                 if connection.sock is None:
@@ -166,8 +164,6 @@ def send_chain(
             if not commands_sent:
                 connection.send(_commands(connection, wire))
             _command_replies(connection, wire)
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except _REFUSALS as error:
             # Refused before its content was sent: nothing else is in flight, the next starts afresh.
             done(key, error)
@@ -187,8 +183,6 @@ def send_chain(
             if observe is not None:
                 observe(not _reply_waiting(connection))
             code, reply = connection.getreply()
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except BaseException as error:
             done(key, error)
             raise ConnectionBroken([] if following is None else [following[0]]) from error
