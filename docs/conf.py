@@ -18,7 +18,11 @@ copyright = "2026, The post_office team"
 release = _MATCH.group(1)
 version = ".".join(release.split(".")[:2])
 
-extensions: list[str] = []
+# myst_parser: pages written in Markdown (security.md) beside the reStructuredText ones.
+extensions: list[str] = ["myst_parser"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# "## Templates" gets the anchor security.md#templates, for links from other pages.
+myst_heading_anchors = 3
 language = "en"
 root_doc = "index"
 exclude_patterns = ["_build"]

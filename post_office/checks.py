@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 from .conf import KNOWN_KEYS, is_queueing_backend, mailers, mailers_configured, template_engine
 from .conf import settings as po_settings
 from .delivery.retry import check_error_handler
+from .restricted import restricted_engine
 from .validation import parse_priority
 
 Messages = list[checks.CheckMessage]
@@ -243,6 +244,27 @@ def template_cache(raw: dict[str, Any]) -> Messages:
     return []
 
 
+def restricted_libraries(raw: dict[str, Any]) -> Messages:
+    """E013: RESTRICTED_TEMPLATE_LIBRARIES is not a list of the template engine's tag libraries."""
+    if "RESTRICTED_TEMPLATE_LIBRARIES" not in raw and not po_settings.RESTRICTED_TEMPLATES:
+        return []
+    try:
+        base = template_engine()
+    except ImproperlyConfigured:
+        return []  # E007 reports it.
+    try:
+        restricted_engine(base, po_settings.RESTRICTED_TEMPLATE_LIBRARIES)
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint="List the names {% load %} takes, e.g. ['i18n', 'l10n', 'tz'].",
+                id="post_office.E013",
+            )
+        ]
+    return []
+
+
 #: Every check, in the order their messages are reported.
 CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     unknown_keys,
@@ -258,4 +280,5 @@ CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     language_fallbacks,
     template_cache,
     log_level,
+    restricted_libraries,
 ]

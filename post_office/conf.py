@@ -39,6 +39,8 @@ KNOWN_KEYS = frozenset(
         "TEMPLATE_CACHE_TIMEOUT",
         "LANGUAGE_FALLBACKS",
         "STRICT_TEMPLATE_VARIABLES",
+        "RESTRICTED_TEMPLATES",
+        "RESTRICTED_TEMPLATE_LIBRARIES",
         "AUTO_PLAIN_TEXT",
         "CELERY_ENABLED",
         "THREADS_PER_PROCESS",
@@ -78,18 +80,18 @@ def is_queueing_backend(path: str | None) -> bool:
     return path in QUEUEING_BACKEND_PATHS
 
 
-class PostOfficeSettings:
-    """Typed, documented access to ``settings.POST_OFFICE``."""
-
-    def _get(self, key: str, default: Any) -> Any:
-        return self.raw.get(key, default)
-
 def mail_passwords(*extra: Any) -> list[str]:
     """The passwords configured for sending mail (and ``extra``), longest first: cut out of any error shown."""
     found = [getattr(django_settings, "EMAIL_HOST_PASSWORD", ""), *extra]
     found += [(entry.get("OPTIONS") or {}).get("password") for entry in mailers().values()]
     return sorted({str(secret) for secret in found if secret}, key=len, reverse=True)
 
+
+class PostOfficeSettings:
+    """Typed, documented access to ``settings.POST_OFFICE``."""
+
+    def _get(self, key: str, default: Any) -> Any:
+        return self.raw.get(key, default)
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -306,6 +308,31 @@ def mail_passwords(*extra: Any) -> list[str]:
     def STRICT_TEMPLATE_VARIABLES(self) -> bool:
         """Refuse to render a template that uses variables missing from the context: False."""
         return bool(self._get("STRICT_TEMPLATE_VARIABLES", False))
+
+    @property
+    def RESTRICTED_TEMPLATES(self) -> bool:
+        """Restricted mode for database templates, for projects where non-developers edit them: False.
+
+        Database templates may then load only RESTRICTED_TEMPLATE_LIBRARIES, use
+        no ``{% debug %}``, ``{% include %}`` or ``{% extends %}``, and see the
+        context only as data (strings, numbers, dates, lists and dicts of them).
+        See docs/security.md.
+        """
+        return bool(self._get("RESTRICTED_TEMPLATES", False))
+
+    @property
+    def RESTRICTED_TEMPLATE_LIBRARIES(self) -> tuple[str, ...]:
+        """The tag libraries database templates may ``{% load %}`` in restricted mode: none.
+
+        Names as ``{% load %}`` takes them (``['i18n', 'l10n', 'tz']``). A listed
+        library that the template engine builds in stays built in.
+        """
+        value = self._get("RESTRICTED_TEMPLATE_LIBRARIES", ()) or ()
+        if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+            raise ImproperlyConfigured(
+                f"POST_OFFICE['RESTRICTED_TEMPLATE_LIBRARIES'] must be a list of tag library names, not {value!r}."
+            )
+        return tuple(value)
 
     @property
     def AUTO_PLAIN_TEXT(self) -> bool:

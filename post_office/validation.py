@@ -22,7 +22,6 @@ from django.utils import timezone
 from django.utils.functional import Promise
 
 from .choices import PRIORITY
-from .conf import template_engine
 from .exceptions import (
     InvalidAddress,
     InvalidArgument,
@@ -33,6 +32,7 @@ from .exceptions import (
     TemplateSyntaxInvalid,
 )
 from .languages import language_codes, normalize_language
+from .restricted import database_template_engine
 
 #: Every character ``str.splitlines()`` breaks a line at, and NUL, by name. None may appear in a
 #: header, an address or a MIME part header: mail servers read some of them as the end of a line.
@@ -328,8 +328,11 @@ def compile_source(engine: Engine, source: str) -> Template:
 
 
 def check_template_syntax(fields: Mapping[str, str | None]) -> None:
-    """Compile each template source; raise one error naming every bad field and its line."""
-    engine = template_engine()
+    """Compile each database template source; raise one error naming every bad field and its line.
+
+    In restricted mode (``RESTRICTED_TEMPLATES``) they compile with the restricted engine.
+    """
+    engine = database_template_engine()
     errors: dict[str, str] = {}
     for name, source in fields.items():
         if not source:

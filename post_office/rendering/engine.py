@@ -24,6 +24,7 @@ from django.utils import translation
 from ..conf import settings as po_settings
 from ..conf import template_engine
 from ..exceptions import MissingVariables
+from ..restricted import RestrictedEngine, database_template_engine, template_data
 from ..validation import compile_source
 from . import inline
 from .inline import InlineImage
@@ -58,12 +59,28 @@ class CompiledTemplates:
     ``compilations`` counts the sources this instance really compiled.
     """
 
-    def __init__(self) -> None:
-        self.engine = template_engine()
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine if engine is not None else template_engine()
+        #: Restricted mode (RESTRICTED_TEMPLATES): the context is checked and copied as data before rendering.
+        self.restricted = isinstance(self.engine, RestrictedEngine)
         self._cache: dict[str, Any] = {}
         self.compilations = 0
         #: Inline images read from paths during this call, by path.
         self.images: dict[str, InlineImage] = {}
+        self._database: CompiledTemplates | None = None
+
+    def for_database_templates(self) -> CompiledTemplates:
+        """What database templates compile with: these sources, or restricted ones in restricted mode."""
+        database = self._database
+        if database is None:
+            # Read once per instance (one call, one delivery): nothing is added per render.
+            if po_settings.RESTRICTED_TEMPLATES:
+                database = CompiledTemplates(database_template_engine())
+                database.images = self.images
+            else:
+                database = self
+            self._database = database
+        return database
 
     def compile(self, source: str) -> Any:
         compiled = self._cache.get(source)
@@ -192,6 +209,8 @@ def render_parts(
     is generated from the rendered HTML.
     """
     compiled = compiled or CompiledTemplates()
+    if compiled.restricted:
+        context = template_data(context)
     if strict is None:
         strict = po_settings.STRICT_TEMPLATE_VARIABLES
     missing: dict[str, None] | None = {} if strict else None
@@ -225,7 +244,10 @@ def render_template(
 
     ``language`` is the language the email is rendered in (the one asked for,
     even when a fallback template was used); by default the template's own.
+    In restricted mode (``RESTRICTED_TEMPLATES``) it compiles with the
+    restricted engine and sees the context only as data.
     """
+    compiled = (compiled or CompiledTemplates()).for_database_templates()
     return render_parts(
         template.subject,
         template.content,

@@ -16,10 +16,10 @@ from pathlib import Path
 from django.db import transaction
 from django.template import Engine, TemplateSyntaxError
 
-from ..conf import template_engine
 from ..exceptions import PostOfficeError
 from ..languages import language_codes, normalize_language
 from ..models import EmailTemplate
+from ..restricted import database_template_engine
 from ..validation import FILE_PREFIX, compile_source, syntax_error_line
 from .fileformat import (
     BLOCK_FIELDS,
@@ -192,7 +192,7 @@ def read_template_files(directory: str | os.PathLike[str]) -> list[TemplateFile]
     max_lengths = {
         name: getattr(EmailTemplate._meta.get_field(name), "max_length", None) for name in ("name", "subject")
     }
-    engine = template_engine()
+    engine = database_template_engine()
     files = []
     errors = []
     for target in sorted(root.rglob(f"*{EXTENSION}")):
