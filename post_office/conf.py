@@ -356,13 +356,14 @@ class PostOfficeSettings:
 
     @property
     def LEASE_SECONDS(self) -> float:
-        """How long a claim lasts before another worker may take the email over.
+        """How long a claim lasts unless its worker renews it: 10.
 
-        Defaults to twice BATCH_DELIVERY_TIMEOUT, so a healthy worker always
-        records its results before its lease runs out.
+        A live worker renews its leases three times per lease for as long as it
+        holds the emails (however slow the server), so only a dead worker's
+        emails are taken over, within about this many seconds.
         """
         value = self._get("LEASE_SECONDS", None)
-        return float(value) if value else 2 * self.BATCH_DELIVERY_TIMEOUT
+        return float(value) if value else 10.0
 
 
 def _duration(value: Any) -> datetime.timedelta:

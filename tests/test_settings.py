@@ -32,7 +32,7 @@ class DefaultsTest(TestCase):
         self.assertFalse(po_settings.CELERY_ENABLED)
         self.assertEqual(po_settings.THREADS_PER_PROCESS, 32)  # django-post_office: 5
         self.assertEqual(po_settings.BATCH_DELIVERY_TIMEOUT, 180)
-        self.assertEqual(po_settings.LEASE_SECONDS, 360)
+        self.assertEqual(po_settings.LEASE_SECONDS, 10)  # renewed by a live worker (issue 10, 4)
 
     def test_settings_are_read_lazily(self):
         with override_settings(POST_OFFICE={"BATCH_SIZE": 7, "RETRY_INTERVAL": 30}):

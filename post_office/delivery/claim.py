@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import DataError, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import JSONField, Model, QuerySet
 from django.utils import timezone
@@ -51,6 +51,31 @@ def claim(
         "last_updated": now,
     }
     candidates = Email.objects.due(now).in_sending_order()
+    try:
+        emails = _claim_rows(token, candidates, limit, claim_values, now, ids, skip_aliases)
+    except UNREADABLE as error:
+        # A value the driver cannot turn back into Python (a year past 9999 on PostgreSQL,
+        # a corrupt text on SQLite): the rows are claimed; load them one by one instead.
+        emails = _salvage(token, error)
+    _load_attachments(emails)
+    _load_templates_to_render(emails)
+    return token, emails
+
+
+#: What loading a stored value that cannot be read back raises (the database driver's DataError, a converter's error).
+UNREADABLE = (DataError, ValueError, TypeError, AttributeError, OverflowError)
+
+
+def _claim_rows(
+    token: str,
+    candidates: QuerySet[Email],
+    limit: int,
+    claim_values: dict[str, Any],
+    now: datetime,
+    ids: Iterable[int] | None,
+    skip_aliases: Iterable[str],
+) -> list[Email]:
+    """Claim up to ``limit`` of ``candidates`` under ``token`` and load them (the way the database allows)."""
     narrowed = ids is not None
     if ids is not None:
         candidates = candidates.filter(id__in=list(ids))
@@ -74,9 +99,49 @@ def claim(
         subquery = candidates.values("id")[:limit]
         Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
         emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
-    _load_attachments(emails)
-    _load_templates_to_render(emails)
-    return token, emails
+    return emails
+
+
+def _salvage(token: str, error: BaseException) -> list[Email]:
+    """Load a claimed batch row by row; a row that cannot be loaded fails alone, with a Log row saying why.
+
+    Its unreadable columns are cleared (set to NULL, or their default), so the
+    row can be read again, in the admin and elsewhere; the Log row names them.
+    """
+    logger.error(
+        "A claimed batch holds a row that cannot be read back (%s: %s); loading it row by row",
+        type(error).__name__,
+        error,
+    )
+    claimed = Email.objects.filter(status=STATUS.sending, claimed_by=token)
+    emails = []
+    for pk in claimed.order_by("id").values_list("id", flat=True):
+        try:
+            emails.append(claimed.get(pk=pk))
+        except UNREADABLE as row_error:
+            _fail_unreadable(pk, token, row_error)
+    return _in_sending_order(emails)
+
+
+def _fail_unreadable(pk: int, token: str, error: BaseException) -> None:
+    """Mark a row that cannot be loaded failed, clear the values that cannot be read, and log it."""
+    cleared: dict[str, Any] = {}
+    for field in Email._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        try:
+            list(Email.objects.filter(pk=pk).values_list(field.attname, flat=True))
+        except UNREADABLE:
+            cleared[field.attname] = None if field.null else field.get_default()
+            if cleared[field.attname] is None and not field.null:
+                cleared[field.attname] = timezone.now()  # the non-null dates: created, last_updated
+    Email.objects.filter(pk=pk, claimed_by=token).update(
+        status=STATUS.failed, claimed_by="", lease_expires_at=None, **cleared
+    )
+    columns = ", ".join(sorted(cleared)) or "unknown"
+    message = f"The stored email could not be read back ({type(error).__name__}: {error}); cleared: {columns}"
+    Log.objects.create(email_id=pk, status=STATUS.failed, exception_type="UnreadableRow", message=message[:10000])
+    logger.error("Email %s failed: %s", pk, message, extra={"email_id": pk})
 
 
 def release(token: str, emails: Iterable[Email]) -> None:
@@ -86,6 +151,16 @@ def release(token: str, emails: Iterable[Email]) -> None:
         Email.objects.filter(id__in=ids, claimed_by=token, status=STATUS.sending).update(
             status=STATUS.queued, claimed_by="", lease_expires_at=None, last_updated=timezone.now()
         )
+
+
+def renew(tokens: Iterable[str], lease: timedelta) -> int:
+    """Extend the leases of a live worker's claims (the emails it still holds); return how many rows."""
+    tokens = list(tokens)
+    if not tokens:
+        return 0
+    return Email.objects.filter(claimed_by__in=tokens, status=STATUS.sending).update(
+        lease_expires_at=timezone.now() + lease
+    )
 
 
 def due_but_locked() -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Protocol
 
 from ..conf import settings as po_settings
@@ -38,6 +39,7 @@ class Owner(Protocol):
 
     threads: int
     batch_size: int
+    lease: timedelta
     throttle: float
     max_emails: int | None
     max_sent: int | None
@@ -89,6 +91,9 @@ class Pipeline:
             None if failures is None else failures - stats.failed - stats.requeued,
         )
         self.pace = Pace(worker.threads)
+        # A live worker renews its leases three times per lease: they run out only when it died.
+        self.renew_every = worker.lease.total_seconds() / 3
+        self.next_renewal = time.monotonic() + self.renew_every
 
     def run(self) -> int:
         try:
@@ -100,6 +105,7 @@ class Pipeline:
                     continue
                 self.take_reports()
                 self.flush_if_due()
+                self.renew_leases()
                 self.give_back_overdue()
                 if self.worker.limit_reached(self.buffer):
                     self.give_back()
@@ -196,6 +202,21 @@ class Pipeline:
         self.worker.record(None, self.buffer)
         self.buffer, self.last_flush = [], time.monotonic()
 
+    def renew_leases(self) -> None:
+        """When due, extend the leases of the claims whose emails are still in flight or not yet recorded.
+
+        A claim's lease is short (LEASE_SECONDS), so the emails of a worker that
+        died are taken over within seconds; a live one keeps them, however slow
+        the server, because its main thread renews them here while the threads send.
+        """
+        now = time.monotonic()
+        if now < self.next_renewal:
+            return
+        self.next_renewal = now + self.renew_every
+        tokens = {job.token for job, _email in self.in_flight.values()}
+        tokens.update(outcome.token for outcome in self.buffer if outcome.token)
+        claim.renew(tokens, self.worker.lease)
+
     def give_back_overdue(self) -> None:
         """Give back the unstarted emails of batches past BATCH_DELIVERY_TIMEOUT."""
         now = time.monotonic()
@@ -226,6 +247,7 @@ class Pipeline:
             # (a second SIGTERM: exit now) is handled when this thread wakes.
             for report in self.completed.take(1, timeout=FLUSH_SECONDS):
                 collect(report, in_flight, self.buffer, unstarted)
+            self.renew_leases()  # the emails still being sent stay this worker's
         for token, emails in unstarted.items():
             claim.release(token, emails)
 

@@ -73,6 +73,8 @@ class Worker:
         self.max_failures = po_settings.MAX_DEFERRED if max_failures is None else max_failures
         self.throttle = po_settings.THROTTLE if throttle is None else throttle
         self.lease = timedelta(seconds=lease_seconds or po_settings.LEASE_SECONDS)
+        #: For claims nobody renews (deliver_ids sends in the caller's thread): long enough for any send.
+        self.unrenewed_lease = max(self.lease, timedelta(seconds=2 * po_settings.BATCH_DELIVERY_TIMEOUT))
         # A bad ERROR_HANDLER path must fail now, not after emails were sent but before they are recorded.
         check_error_handler()
         self.name = worker_name()
@@ -180,7 +182,8 @@ class Worker:
         ids = list(ids)
         if DeliverySwitch.is_paused():
             return self.stats  # they stay queued; a worker sends them once delivery resumes
-        token, emails = self.claim(len(ids), ids=ids)
+        # Sent one by one in this thread, nothing renews the claim meanwhile: it gets the long lease.
+        token, emails = claim.claim(self.name, self.unrenewed_lease, len(ids), ids)
         pool = ConnectionPool()
         try:
             self.record(token, [send_one(email, pool, throttle=0) for email in emails])
