@@ -12,6 +12,21 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 
+#: How much of a value an error message shows: enough to recognise it, never a whole 100,000-character subject.
+SHOWN_LENGTH = 80
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message: cut to about :data:`SHOWN_LENGTH` characters, never raising."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a caller's object whose repr() fails is still named
+        return f"<{type(value).__name__} object (repr() failed)>"
+    if len(text) <= SHOWN_LENGTH:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[: SHOWN_LENGTH - 1]}…{size}"
+
 
 class PostOfficeError(Exception):
     """Root of every error this app raises about a caller's input."""
@@ -29,7 +44,7 @@ class InvalidEmail(PostOfficeError, ValidationError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        text = f"{field}: {value!r} {reason}" if value is not None else f"{field}: {reason}"
+        text = f"{field}: {shown(value)} {reason}" if value is not None else f"{field}: {reason}"
         ValidationError.__init__(self, text, code=self.code)
 
     def __str__(self) -> str:

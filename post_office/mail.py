@@ -19,6 +19,7 @@ from .enqueue.request import EmailRequest
 from .enqueue.store import queue, queue_one
 from .exceptions import InvalidArgument
 from .models import Email, EmailQuerySet, EmailTemplate
+from .validation import check_log_level, check_no_line_breaks
 
 __all__ = [
     "send",
@@ -83,7 +84,7 @@ def send(
         language=language,
         backend=backend,
     )
-    return queue_one(request, log_level=log_level, commit=commit)
+    return queue_one(request, log_level=check_log_level(log_level), commit=commit)
 
 
 def send_many(kwargs_list: Iterable[Mapping[str, Any]]) -> list[Email]:
@@ -93,9 +94,17 @@ def send_many(kwargs_list: Iterable[Mapping[str, Any]]) -> list[Email]:
     stored: one bad item stores nothing and the error says which item.
     """
     requests = [
-        EmailRequest.from_kwargs(kwargs, f"kwargs_list[{index}]") for index, kwargs in enumerate(list(kwargs_list))
+        EmailRequest.from_kwargs(kwargs, f"kwargs_list[{index}]")
+        for index, kwargs in enumerate(_items(kwargs_list, "kwargs_list", "a list of dicts of send() arguments"))
     ]
     return queue(requests, label="kwargs_list")
+
+
+def _items(value: Any, field: str, expected: str) -> list[Any]:
+    """The items of a list argument; refuse a string, a dict or anything that is not a collection."""
+    if not isinstance(value, Iterable) or isinstance(value, (str, bytes, Mapping)):
+        raise InvalidArgument(field, value, f"must be {expected}")
+    return list(value)
 
 
 # -- Django-style helpers ----------------------------------------------------
@@ -160,8 +169,10 @@ def send_mass_mail(
 ) -> int:
     """Queue ``(subject, message, from_email, recipient_list)`` tuples; return how many."""
     requests = []
-    for index, item in enumerate(datatuple):
-        if not isinstance(item, Sequence) or len(item) != 4:
+    for index, item in enumerate(
+        _items(datatuple, "datatuple", "a list of (subject, message, from_email, recipient_list)")
+    ):
+        if not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 4:
             raise InvalidArgument(f"datatuple[{index}]", item, "must be (subject, message, from_email, recipient_list)")
         subject, message, from_email, recipients = item
         requests.append(
@@ -189,7 +200,7 @@ def _mail_server(
     send(
         recipients=recipients,
         sender=settings.SERVER_EMAIL,
-        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{check_no_line_breaks('subject', subject)}",
         message=message,
         html_message=html_message or "",
         priority=priority,

@@ -19,6 +19,7 @@ from templated_mail.mail import BaseEmailMessage
 
 from .conf import settings as po_settings
 from .enqueue.backend import EmailBackend, ignored_options, options_of, sending_backend, set_queue_options
+from .enqueue.prepare import rendering_errors
 from .exceptions import InvalidArgument
 from .languages import check_language
 from .message.parts import make_part
@@ -119,13 +120,15 @@ class TemplatedEmailMessage(BaseEmailMessage):
         """Render subject, body and HTML from ``template_name`` (again, from scratch, when called again)."""
         if not self.template_name:
             raise InvalidArgument("template_name", self.template_name, "is not set on this message")
-        result = render_blocks(
-            self.template_name,
-            self.get_context_data(),
-            language=check_language(self._queue_language()),
-            request=self.request,
-            required=False,
-        )
+        if not isinstance(self.template_name, str):
+            raise InvalidArgument("template_name", self.template_name, "must be a template name")
+        if not isinstance(self.context, Mapping) or not all(isinstance(key, str) for key in self.context):
+            raise InvalidArgument("context", self.context, "must be a dict with string keys")
+        language = check_language(self._queue_language())
+        with rendering_errors(self.template_name):
+            result = render_blocks(
+                self.template_name, self.get_context_data(), language=language, request=self.request, required=False
+            )
         subject, body, html = (result.parts[name] for name in BLOCK_NAMES)
         if not body and html and po_settings.AUTO_PLAIN_TEXT:
             body = html_to_text(html)
@@ -183,8 +186,13 @@ class TemplatedEmailMessage(BaseEmailMessage):
         set_queue_options(self, given, check_connection=False)
         for name in ("cc", "bcc", "reply_to"):
             kwargs.setdefault(name, list(getattr(self, name)))
+        for name, value in [("to", to)] + [(name, kwargs[name]) for name in ("cc", "bcc", "reply_to")]:
+            if not isinstance(value, (list, tuple)):
+                raise InvalidArgument(name, value, "must be a list or tuple of addresses")
+        # Lists, as Django's constructor makes them: templated-mail sets them as given.
+        kwargs.update({name: list(kwargs[name]) for name in ("cc", "bcc", "reply_to")})
         kwargs.setdefault("from_email", self.from_email)
-        super().send(to, *args, **kwargs)
+        super().send(list(to), *args, **kwargs)
         self._warn_if_options_ignored(kwargs.get("using"))
 
     def _warn_if_options_ignored(self, using: str | None) -> None:

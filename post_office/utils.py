@@ -9,6 +9,7 @@ from .enqueue.request import EmailRequest
 from .enqueue.store import queue
 from .models import Email, EmailTemplate
 from .rendering.lookup import find_templates, select_template
+from .validation import parse_addresses
 
 
 def send_mail(
@@ -36,7 +37,7 @@ def send_mail(
             headers=headers,
             priority=priority,
         )
-        for recipient in recipient_list
+        for recipient in parse_addresses(recipient_list, "recipient_list")
     ]
     return queue(requests, label="kwargs_list")
 

@@ -26,10 +26,12 @@ from .exceptions import (
     InvalidAddress,
     InvalidArgument,
     InvalidContext,
+    InvalidEmail,
     InvalidHeader,
     InvalidPriority,
     InvalidSchedule,
     TemplateSyntaxInvalid,
+    shown,
 )
 from .languages import language_codes, normalize_language
 from .restricted import database_template_engine
@@ -63,6 +65,55 @@ def header_break(text: str) -> str | None:
     )
 
 
+#: NUL and lone surrogates: no database stores them in text (PostgreSQL refuses NUL, none can encode a
+#: lone surrogate as UTF-8), and no mail can carry them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+#: RFC 5321 (4.5.3.1.3): a path is at most 256 octets with its angle brackets, so an address at most 254.
+ADDRESS_MAX_LENGTH = 254
+#: RFC 5322 (2.1.1): a line of a message is at most 998 characters.
+LINE_MAX_LENGTH = 998
+#: A header name cannot be folded: with ": " it must fit on one line.
+HEADER_NAME_MAX_LENGTH = LINE_MAX_LENGTH - len(": ")
+#: A header value is folded over lines at its spaces; mail servers cap a message's header block
+#: (Postfix keeps 100 kB of it), so one value gets a sixth of that.
+HEADER_VALUE_MAX_LENGTH = 16_384
+#: How deep a stored context may nest (MySQL refuses JSON nested more than 100 deep).
+CONTEXT_MAX_DEPTH = 32
+#: The integers every database keeps exactly in JSON (MySQL: signed or unsigned 64 bits).
+_JSON_INT_RANGE = (-(2**63), 2**64 - 1)
+#: RFC 5322 (3.6.8): a header name is printable US-ASCII except the colon.
+_HEADER_NAME = re.compile(r"[!-9;-~]+\Z")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored or sent (a NUL or a lone surrogate, shown), or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    what = "NUL (U+0000)" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X}), which is not Unicode text"
+    return f"contains {what} at position {found.start()}"
+
+
+def check_length(error: type[InvalidEmail], field: str, value: str, limit: int, why: str = "") -> str:
+    """Return ``value``, or raise ``error`` when it is longer than ``limit`` characters."""
+    if len(value) > limit:
+        raise error(field, value, f"is {len(value)} characters long; the limit is {limit}{why}")
+    return value
+
+
+def check_text(field: str, value: Any) -> str:
+    """A body or other stored text: a string (None is empty) without NUL or lone surrogates."""
+    if value is None:
+        return ""
+    text = _text(field, value)
+    problem = text_problem(text)
+    if problem:
+        raise InvalidArgument(field, value, problem)
+    return text
+
+
 def _text(field: str, value: Any) -> str:
     if isinstance(value, Promise):
         value = str(value)
@@ -78,28 +129,49 @@ def parse_address(value: Any, field: str) -> str:
     internationalised; anything that is not exactly one RFC 5322 address is refused.
     """
     text = _text(field, value)
-    problem = header_break(text)
+    problem = header_break(text) or text_problem(text)
     if problem:
         raise InvalidAddress(field, value, problem)
     text = text.strip()
     if not text:
         raise InvalidAddress(field, value, "is empty")
+    if len(text) > LINE_MAX_LENGTH:
+        raise InvalidAddress(
+            field,
+            value,
+            f"is {len(text)} characters long; an address may have at most {ADDRESS_MAX_LENGTH} (RFC 5321), "
+            f"and {LINE_MAX_LENGTH} with its display name (RFC 5322)",
+        )
     parsed = getaddresses([text])
     if len(parsed) != 1:
         raise InvalidAddress(field, value, "is not a single email address (quote display names containing commas)")
     name, addr = parsed[0]
-    if not addr or "@" not in addr:
-        raise InvalidAddress(field, value, "is not a valid email address")
-    try:
-        validate_email(addr)
-    except ValidationError:
-        raise InvalidAddress(field, value, "is not a valid email address") from None
+    _check_addr_spec(field, value, addr, addr == text)
     if "<" in text and not text.rstrip().endswith(">"):
         raise InvalidAddress(field, value, "is not a valid email address")
     if "<" not in text and text != addr:
         # A bare address with junk around it ("a@b.c junk") parses leniently.
         raise InvalidAddress(field, value, "is not a valid email address")
     return text
+
+
+def _check_addr_spec(field: str, value: Any, addr: str, alone: bool) -> None:
+    """Refuse the bare address ``addr`` found in ``value`` unless it is valid, fits SMTP and has an IDNA domain."""
+    if not addr or "@" not in addr:
+        raise InvalidAddress(field, value, "is not a valid email address")
+    if len(addr) > ADDRESS_MAX_LENGTH:
+        where = "is" if alone else "holds an address"
+        raise InvalidAddress(
+            field,
+            value,
+            f"{where} {len(addr)} characters long; an address may have at most {ADDRESS_MAX_LENGTH} (RFC 5321)",
+        )
+    try:
+        validate_email(addr)
+        # What Django does to the domain when it writes the message.
+        addr.rsplit("@", 1)[1].encode("idna")
+    except (ValidationError, UnicodeError):
+        raise InvalidAddress(field, value, "is not a valid email address") from None
 
 
 def parse_addresses(value: Any, field: str) -> list[str]:
@@ -116,7 +188,7 @@ def parse_addresses(value: Any, field: str) -> list[str]:
 def check_no_line_breaks(field: str, value: Any) -> str:
     """Return the text of a header value or name; refuse any line break or NUL (:data:`HEADER_BREAKS`)."""
     text = _text(field, value)
-    problem = header_break(text)
+    problem = header_break(text) or text_problem(text)
     if problem:
         raise InvalidHeader(field, value, problem)
     return text
@@ -131,18 +203,49 @@ def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
     headers: dict[str, str] = {}
     for name, header_value in value.items():
         name = check_no_line_breaks(f"{field} name", name)
-        if not name or ":" in name or " " in name:
-            raise InvalidHeader(f"{field} name", name, "is not a valid header name")
+        check_length(InvalidHeader, f"{field} name", name, HEADER_NAME_MAX_LENGTH, _LINE_LIMIT)
+        if not _HEADER_NAME.match(name):
+            raise InvalidHeader(
+                f"{field} name", name, "is not a valid header name (printable ASCII, no spaces or colons)"
+            )
+        where = f"{field}[{name!r}]"
         if name.lower() == "bcc":
-            raise InvalidHeader(f"{field}[{name!r}]", header_value, "is not allowed; pass bcc= instead")
+            raise InvalidHeader(where, header_value, "is not allowed; pass bcc= instead")
         if isinstance(header_value, (int, float)) and not isinstance(header_value, bool):
             header_value = str(header_value)
-        headers[name] = check_no_line_breaks(f"{field}[{name!r}]", header_value)
+        headers[name] = _header_value(where, name, header_value)
         if name.lower() in ("reply-to", "from", "to", "cc"):
             for address in getaddresses([headers[name]]):
                 if not address[1]:
-                    raise InvalidAddress(f"{field}[{name!r}]", header_value, "is not a valid address list")
+                    raise InvalidAddress(where, header_value, "is not a valid address list")
+                _check_addr_spec(where, header_value, address[1], False)
     return headers
+
+
+_LINE_LIMIT = f" (with ': ' a header name must fit in one {LINE_MAX_LENGTH}-character line, RFC 5322)"
+
+
+def _header_value(field: str, name: str, value: Any) -> str:
+    """A header value: no line breaks, not too long, and no word too long for one line with its name."""
+    text = check_no_line_breaks(field, value)
+    check_length(InvalidHeader, field, text, HEADER_VALUE_MAX_LENGTH)
+    room = LINE_MAX_LENGTH - len(name) - len(": ")
+    longest = max(re.split("[ \t]+", text), key=len)
+    if len(longest) > room:
+        raise InvalidHeader(
+            field,
+            value,
+            f"holds a word of {len(longest)} characters, which cannot be folded; with its name a line holds "
+            f"{room} (RFC 5322: {LINE_MAX_LENGTH} characters a line)",
+        )
+    return text
+
+
+def check_log_level(value: Any, field: str = "log_level") -> int | None:
+    """None (``POST_OFFICE['LOG_LEVEL']``), or 0, 1 or 2."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2)):
+        return value
+    raise InvalidArgument(field, value, "is not a log level (0: nothing, 1: failures, 2: every attempt)")
 
 
 # Member names, not (translatable) labels: "low", "medium", "high", "now".
@@ -168,7 +271,7 @@ def parse_datetime(value: Any, field: str) -> datetime.datetime | None:
 
     The value must stay within years 1 to 9999 once converted to UTC, as it is
     stored: 9999-12-31 23:00 in a time zone west of UTC is year 10000 there,
-    which no database can give back.
+    which no database can give back. It is returned in UTC.
     """
     if value is None:
         return None
@@ -181,7 +284,8 @@ def parse_datetime(value: Any, field: str) -> datetime.datetime | None:
     try:
         if timezone.is_naive(result):
             result = timezone.make_aware(result)
-        result.astimezone(datetime.timezone.utc)
+        # Kept in UTC, as stored: PostgreSQL refuses offsets beyond 15:59, which Python allows up to 23:59.
+        result = result.astimezone(datetime.timezone.utc)
     except (OverflowError, ValueError):
         raise InvalidSchedule(
             field, value, "is out of range: it must lie within the years 1 to 9999 once converted to UTC"
@@ -199,36 +303,57 @@ def check_schedule(scheduled_time: datetime.datetime | None, expires_at: datetim
 
 
 def check_json_context(context: Any, field: str = "context") -> dict[str, Any]:
-    """Check that a context can be stored as JSON and read back unchanged."""
+    """Check that a context can be stored as JSON on every database and read back unchanged."""
     if not isinstance(context, Mapping):
         raise InvalidContext(field, context, "must be a dict")
     for path, value in _walk(context, field):
-        if not isinstance(value, (str, int, float, bool, type(None), list, dict, tuple)):
+        if not isinstance(value, (str, int, float, bool, type(None))):
             raise InvalidContext(
                 path, value, f"is a {type(value).__name__}, which cannot be stored as JSON; pass plain values"
             )
         if isinstance(value, float) and not math.isfinite(value):
             # json.dumps(allow_nan=False) would refuse it without saying where.
             raise InvalidContext(path, value, "is not a finite number, which cannot be stored as JSON")
+        if isinstance(value, int) and not _JSON_INT_RANGE[0] <= value <= _JSON_INT_RANGE[1]:
+            raise InvalidContext(path, value, "is too large to be stored as a JSON number (64 bits) on every database")
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem:
+                raise InvalidContext(path, value, problem)
     try:
         return json.loads(json.dumps(dict(context), allow_nan=False))
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise InvalidContext(field, None, f"cannot be stored as JSON: {error}") from None
 
 
-def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidContext(
-                    f"{path}[{key!r}]", None, "has a key that is not a string; JSON keys must be strings"
-                )
-            yield from _walk(item, f"{path}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{index}]")
-    else:
-        yield path, value
+def _walk(context: Mapping[str, Any], field: str) -> Iterable[tuple[str, Any]]:
+    """Every leaf of a context with its path, depth first; refuse keys that are not text and deep nesting.
+
+    Iterative, so that no nesting depth raises RecursionError.
+    """
+    stack: list[tuple[str, Any, int]] = [(field, context, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, (Mapping, list, tuple)) and depth > CONTEXT_MAX_DEPTH:
+            raise InvalidContext(
+                path, None, f"is nested more than {CONTEXT_MAX_DEPTH} deep, which not every database stores as JSON"
+            )
+        if isinstance(value, Mapping):
+            children = []
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidContext(
+                        f"{path}[{shown(key)}]", None, "has a key that is not a string; JSON keys must be strings"
+                    )
+                problem = text_problem(key)
+                if problem:
+                    raise InvalidContext(f"{path}[{shown(key)}]", None, f"has a key that {problem}")
+                children.append((f"{path}[{shown(key)}]", item, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(reversed([(f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value)]))
+        else:
+            yield path, value
 
 
 # -- templates ---------------------------------------------------------------

@@ -778,10 +778,11 @@ class RelativeIncludeTest(TestCase):
         self.assertFalse(EmailTemplate.objects.filter(name="relative").exists())
 
     def test_an_inline_source_rendered_by_send_raises_a_syntax_error(self):
-        from django.template import TemplateSyntaxError
+        from post_office.exceptions import TemplateSyntaxInvalid
 
-        with self.assertRaises(TemplateSyntaxError):
+        with self.assertRaises(TemplateSyntaxInvalid) as raised:
             mail.send(["a@example.com"], "s@example.com", subject="Hi", message=self.SOURCES[1], context={})
+        self.assertEqual(list(raised.exception.errors), ["message"])
         self.assertEqual(Email.objects.count(), 0)
 
 

@@ -11,15 +11,18 @@ kept in its ``post_office_options`` dict, which only this backend reads.
 from __future__ import annotations
 
 import datetime
+import email.message
 from collections.abc import Mapping, Sequence
+from email.mime.base import MIMEBase
 from typing import Any, TypeVar
 
 from django.core import mail as django_mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
+from django.utils.functional import Promise
 
 from ..compat import DJANGO_61
-from ..exceptions import InvalidArgument, InvalidEmail
+from ..exceptions import InvalidAddress, InvalidArgument, InvalidAttachment, InvalidEmail, InvalidHeader
 from ..languages import check_language
 from ..message.fields import fields_from_message
 from ..transport.connections import check_alias
@@ -86,9 +89,12 @@ class EmailBackend(BaseEmailBackend):
         """Queue the messages (all or none, in the caller's transaction); return how many."""
         if not email_messages:
             return 0
-        requests = [
-            self._request(message, index) for index, message in enumerate(email_messages) if message.recipients()
-        ]
+        requests = []
+        for index, message in enumerate(email_messages):
+            check_message(message, f"messages[{index}]")
+            # As message.recipients(), which fails when one of the lists was set to a tuple.
+            if any([*message.to, *message.cc, *message.bcc]):
+                requests.append(self._request(message, index))
         return len(queue(requests, label="messages"))
 
     def _request(self, message: EmailMessage, index: int) -> EmailRequest:
@@ -111,6 +117,73 @@ class EmailBackend(BaseEmailBackend):
             expires_at=options.get("expires_at"),
             language=options.get("language") or "",
         )
+
+
+_TEXT = (str, Promise)
+
+
+def check_message(message: Any, label: str) -> None:
+    """Refuse a message whose parts are not of the types Django's mail API documents.
+
+    Django checks little when a message is built; this checks what the queue
+    reads from it (text, lists of addresses, headers, alternatives, attachments),
+    so that every value is read without raising, and errors name the message.
+    """
+    if not isinstance(message, EmailMessage):
+        raise InvalidArgument(label, message, "must be a Django EmailMessage")
+    for name in ("to", "cc", "bcc", "reply_to"):
+        value = getattr(message, name)
+        if not isinstance(value, (list, tuple)):
+            raise InvalidArgument(f"{label}.{name}", value, "must be a list or tuple of addresses")
+        for item in value:
+            if not isinstance(item, _TEXT):
+                raise InvalidAddress(f"{label}.{name}", item, f"must be a string, not {type(item).__name__}")
+    if message.from_email is not None and not isinstance(message.from_email, _TEXT):
+        raise InvalidAddress(f"{label}.from_email", message.from_email, "must be a string")
+    _check_text(f"{label}.subject", message.subject)
+    _check_text(f"{label}.body", message.body, allow_bytes=True)
+    headers = message.extra_headers
+    if headers is not None and not isinstance(headers, Mapping):
+        raise InvalidArgument(f"{label}.headers", headers, "must be a dict of header names to values")
+    for name, value in (headers or {}).items():
+        if not isinstance(name, _TEXT):
+            raise InvalidHeader(f"{label}.headers name", name, "must be a string")
+        if not isinstance(value, (*_TEXT, int, float)) or isinstance(value, bool):
+            raise InvalidHeader(f"{label}.headers[{name!r}]", value, "must be a string or a number")
+    for index, alternative in enumerate(getattr(message, "alternatives", None) or []):
+        where = f"{label}.alternatives[{index}]"
+        if not isinstance(alternative, Sequence) or isinstance(alternative, (str, bytes)) or len(alternative) != 2:
+            raise InvalidArgument(where, alternative, "must be (content, mimetype)")
+        _check_text(f"{where} content", alternative[0], allow_bytes=True)
+        _check_text(f"{where} mimetype", alternative[1])
+    for index, attachment in enumerate(message.attachments):
+        _check_attachment(f"{label}.attachments[{index}]", attachment)
+
+
+def _check_text(field: str, value: Any, allow_bytes: bool = False) -> None:
+    if value is None:
+        return  # read as empty, as Django does
+    if allow_bytes and isinstance(value, bytes):
+        try:
+            value.decode()
+        except UnicodeDecodeError as error:
+            raise InvalidArgument(field, value, f"is bytes that are not UTF-8 ({error.reason})") from None
+    elif not isinstance(value, _TEXT):
+        raise InvalidArgument(field, value, f"must be a string, not {type(value).__name__}")
+
+
+def _check_attachment(field: str, attachment: Any) -> None:
+    if isinstance(attachment, (MIMEBase, email.message.MIMEPart)):
+        return
+    if not isinstance(attachment, Sequence) or isinstance(attachment, (str, bytes)) or len(attachment) != 3:
+        raise InvalidAttachment(field, attachment, "must be (filename, content, mimetype) or a MIME part")
+    filename, content, mimetype = attachment
+    if filename is not None and not isinstance(filename, _TEXT):
+        raise InvalidAttachment(field, filename, "has a filename that is not a string")
+    if not isinstance(content, (bytes, *_TEXT)):
+        raise InvalidAttachment(field, content, "has content that is not bytes or a string")
+    if mimetype is not None and not isinstance(mimetype, _TEXT):
+        raise InvalidAttachment(field, mimetype, "has a MIME type that is not a string")
 
 
 def options_of(message: EmailMessage, field: str = QUEUE_OPTIONS_ATTRIBUTE) -> dict[str, Any]:

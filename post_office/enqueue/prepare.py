@@ -6,19 +6,33 @@ helpers) comes through :func:`prepare`, so they validate exactly alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, models
+from django.template import TemplateSyntaxError
 
 from ..choices import STATUS
 from ..conf import settings as po_settings
-from ..exceptions import InvalidAddress, InvalidArgument, MissingSender, TemplateConflict
+from ..exceptions import (
+    InvalidAddress,
+    InvalidArgument,
+    InvalidAttachment,
+    InvalidHeader,
+    MissingSender,
+    PostOfficeError,
+    TemplateConflict,
+    TemplateRenderError,
+    TemplateSyntaxInvalid,
+)
 from ..languages import check_language
 from ..message.fields import AttachmentData
 from ..message.parts import message_id_header, new_message_id
-from ..models import Email
+from ..models import Attachment, Email, EmailTemplate
 from ..rendering.engine import render_parts, render_template
 from ..rendering.files import find_file_template, render_file_template
 from ..rendering.inline import InlineImage
@@ -26,14 +40,18 @@ from ..rendering.lookup import TemplateLookup
 from ..transport.connections import check_alias
 from ..validation import (
     check_json_context,
+    check_length,
     check_no_line_breaks,
     check_schedule,
+    check_text,
     is_file_template,
     parse_address,
     parse_addresses,
     parse_datetime,
     parse_headers,
     parse_priority,
+    syntax_error_line,
+    text_problem,
 )
 from .attachments import check_attachment, read_attachments
 from .request import EmailRequest
@@ -57,7 +75,7 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
     sender = request.sender or settings.DEFAULT_FROM_EMAIL
     if not sender:
         raise MissingSender("sender", request.sender, "is missing and settings.DEFAULT_FROM_EMAIL is empty")
-    sender = parse_address(sender, "sender")
+    sender = check_length(InvalidAddress, "sender", parse_address(sender, "sender"), _column(Email, "from_email"))
     headers = parse_headers(request.headers)
     priority = _priority(request.priority)
     scheduled_time = parse_datetime(request.scheduled_time, "scheduled_time")
@@ -68,6 +86,8 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
     attachments = read_attachments(request.attachments) + [check_attachment(d) for d in request.attachment_data]
     if request.context is not None and not isinstance(request.context, Mapping):
         raise InvalidArgument("context", request.context, "must be a dict")
+    _check_template_argument(request.template)
+    alternatives = _alternatives(request.alternatives)
     email = Email(
         from_email=sender,
         to=to,
@@ -80,15 +100,97 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
         expires_at=expires_at,
         backend_alias=backend_alias,
         language=language,
-        alternatives=list(request.alternatives),
+        alternatives=alternatives,
     )
     if request.template:
         _from_template(email, attachments, request, lookup)
     else:
         _from_parts(email, request, lookup)
     check_no_line_breaks("subject", email.subject)
+    check_length(InvalidHeader, "subject", email.subject, _column(Email, "subject"))
+    email.message, email.html_message = (
+        check_text("message", email.message),
+        check_text("html_message", email.html_message),
+    )
     email.message_id = message_id_header(headers) or new_message_id()
+    check_length(InvalidHeader, "headers['Message-ID']", email.message_id or "", _column(Email, "message_id"))
+    _check_attachment_columns(attachments)
     return Prepared(email, attachments)
+
+
+def _column(model: type[Email] | type[Attachment] | type[EmailTemplate], name: str) -> int:
+    """The length of a text column, as the model declares it."""
+    column = model._meta.get_field(name)
+    assert isinstance(column, models.CharField) and column.max_length is not None
+    return column.max_length
+
+
+def template_names(requests: Iterable[Any]) -> set[str]:
+    """The database template names that requests may look up: those :func:`prepare` accepts."""
+    names = {request.template for request in requests if isinstance(request.template, str) and request.template}
+    return {
+        name
+        for name in names
+        if not is_file_template(name) and len(name) <= _column(EmailTemplate, "name") and not text_problem(name)
+    }
+
+
+def _check_template_argument(template: Any) -> None:
+    """A template is a saved EmailTemplate or a name that fits its column, with no NUL or lone surrogate."""
+    if template in (None, ""):
+        return
+    if isinstance(template, EmailTemplate):
+        if template.pk is None:
+            raise InvalidArgument("template", template, "is an EmailTemplate that is not saved")
+        return
+    if not isinstance(template, str):
+        raise InvalidArgument("template", template, "must be a template name or an EmailTemplate")
+    problem = text_problem(template)
+    if problem:
+        raise InvalidArgument("template", template, problem)
+    limit = _column(Email, "template_file") if is_file_template(template) else _column(EmailTemplate, "name")
+    check_length(InvalidArgument, "template", template, limit)
+
+
+def _alternatives(alternatives: list[list[str]]) -> list[list[str]]:
+    """A Django message's other alternatives: text without NUL and a MIME type that fits a part header."""
+    checked = []
+    for index, (content, mimetype) in enumerate(alternatives):
+        where = f"alternatives[{index}]"
+        mimetype = check_no_line_breaks(f"{where} mimetype", mimetype)
+        if mimetype.count("/") != 1 or not all(mimetype.split("/")):
+            raise InvalidArgument(f"{where} mimetype", mimetype, "is not a MIME type like 'text/calendar'")
+        checked.append([check_text(f"{where} content", content), mimetype])
+    return checked
+
+
+def _check_attachment_columns(attachments: list[AttachmentData]) -> None:
+    for data in attachments:
+        check_length(InvalidAttachment, "attachments", data.name, _column(Attachment, "name"))
+        check_length(
+            InvalidAttachment, f"attachments[{data.name!r}]['mimetype']", data.mimetype, _column(Attachment, "mimetype")
+        )
+
+
+@contextmanager
+def rendering_errors(source: str, fields: Iterable[str] = ()) -> Iterator[None]:
+    """Make an error raised while rendering the caller's template or context one of ours.
+
+    A syntax error is TemplateSyntaxInvalid; anything the context's values raise
+    (a broken ``__str__``, a RecursionError from deep nesting) is TemplateRenderError.
+    Our own errors, configuration errors and database errors pass unchanged.
+    """
+    try:
+        yield
+    except (PostOfficeError, ImproperlyConfigured, DatabaseError):
+        raise
+    except TemplateSyntaxError as error:
+        line = syntax_error_line(error)
+        raise TemplateSyntaxInvalid(
+            {name: f"line {line}: {error}" if line else str(error) for name in fields or [source]}
+        ) from error
+    except Exception as error:  # noqa: BLE001 - whatever the caller's values raise, the caller learns it as ours
+        raise TemplateRenderError(source, error) from error
 
 
 def _priority(value: Any) -> int:
@@ -101,12 +203,18 @@ def _from_parts(email: Email, request: EmailRequest, lookup: TemplateLookup) -> 
     """Subject and bodies as given; rendered as templates only when a context is passed."""
     if request.render_on_delivery:
         raise InvalidArgument("render_on_delivery", True, "needs a template to render from")
-    subject = check_no_line_breaks("subject", request.subject or "")
-    message, html_message = request.message or "", request.html_message or ""
+    subject = check_no_line_breaks("subject", "" if request.subject is None else request.subject)
+    message, html_message = check_text("message", request.message), check_text("html_message", request.html_message)
     if request.context is not None:
-        rendered = render_parts(
-            subject, message, html_message, request.context, language=email.language, compiled=lookup.compiled
-        )
+        parts = {"subject": subject, "message": message, "html_message": html_message}
+        for name, source in parts.items():
+            if source:
+                with rendering_errors("the message", [name]):
+                    lookup.compiled.compile(source)
+        with rendering_errors("the message"):
+            rendered = render_parts(
+                subject, message, html_message, request.context, language=email.language, compiled=lookup.compiled
+            )
         subject, message, html_message = rendered.subject, rendered.message, rendered.html_message
     email.subject, email.message, email.html_message = subject, message, html_message
 
@@ -132,7 +240,8 @@ def _from_template(
     if request.render_on_delivery:
         email.context = check_json_context(request.context or {})
         return
-    rendered = render_template(chosen, request.context or {}, lookup.compiled, language=email.language)
+    with rendering_errors(f"template {chosen.name!r}"):
+        rendered = render_template(chosen, request.context or {}, lookup.compiled, language=email.language)
     email.subject, email.message, email.html_message = rendered.subject, rendered.message, rendered.html_message
     attachments.extend(_inline_attachments(rendered.inline_images))
 
@@ -148,7 +257,8 @@ def _from_file_template(email: Email, attachments: list[AttachmentData], request
         email.template_file = request.template
         email.context = check_json_context(request.context or {})
         return
-    rendered = render_file_template(request.template, request.context or {}, email.language)
+    with rendering_errors(request.template):
+        rendered = render_file_template(request.template, request.context or {}, email.language)
     email.template_language = rendered.language
     email.subject, email.message, email.html_message = rendered.subject, rendered.message, rendered.html_message
     attachments.extend(_inline_attachments(rendered.inline_images))

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..exceptions import InvalidArgument
 from ..message.fields import AttachmentData
+from ..validation import check_log_level
 
 
 @dataclass
@@ -51,10 +52,11 @@ class EmailRequest:
         """A request from a dict of ``send()`` arguments (``send_many``'s items); ``field_name`` names it in errors."""
         if not isinstance(kwargs, Mapping):
             raise InvalidArgument(field_name, kwargs, "must be a dict of send() arguments")
-        unknown = set(kwargs) - SEND_ARGUMENTS
+        unknown = [name for name in kwargs if name not in SEND_ARGUMENTS]
         if unknown:
-            raise InvalidArgument(field_name, sorted(unknown), "are not arguments of send()")
-        # log_level and commit concern the call, not the email: send_many accepts and ignores them.
+            raise InvalidArgument(field_name, sorted(unknown, key=repr), "are not arguments of send()")
+        # log_level and commit concern the call, not the email: send_many checks log_level and ignores both.
+        check_log_level(kwargs.get("log_level"), f"{field_name}.log_level")
         return cls(**{name: value for name, value in kwargs.items() if name in _FIELDS})
 
 

@@ -13,16 +13,14 @@ from ..models import Email
 from ..notify import notify_queued
 from ..rendering.lookup import TemplateLookup
 from ..signals import email_queued
-from ..validation import is_file_template
 from .attachments import store_attachments
-from .prepare import Prepared, prepare
+from .prepare import Prepared, prepare, template_names
 from .request import EmailRequest
 
 
 def lookup_for(requests: Sequence[EmailRequest]) -> TemplateLookup:
     """The database templates these requests name, fetched in one query."""
-    names = {r.template for r in requests if isinstance(r.template, str) and r.template}
-    return TemplateLookup(name for name in names if not is_file_template(name))
+    return TemplateLookup(template_names(requests))
 
 
 def queue(requests: Sequence[EmailRequest], label: str, log_level: int | None = None) -> list[Email]:

@@ -1,0 +1,32 @@
+"""The suite's fixed hypothesis budget (tests/test_properties.py).
+
+Examples are derived from each test's name, not drawn at random, and no example
+database is kept: every run on every database tries the same inputs.
+``HYPOTHESIS_PROFILE=post_office-long`` tries ten times as many.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+#: Examples per property; tests/test_properties.py may ask for a multiple of it.
+EXAMPLES = 100
+
+_FIXED = {
+    "derandomize": True,
+    "deadline": None,
+    "database": None,
+    "print_blob": False,
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
+}
+settings.register_profile("post_office", max_examples=EXAMPLES, **_FIXED)
+settings.register_profile("post_office-long", max_examples=EXAMPLES * 10, **_FIXED)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "post_office"))
