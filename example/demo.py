@@ -230,6 +230,7 @@ def main() -> int:
     started = time.monotonic()
     with SMTPSink() as sink, tempfile.TemporaryDirectory() as scratch:
         os.environ["DEMO_SMTP_PORT"] = str(sink.port)  # read by example/settings.py at setup
+        os.environ["DEMO_ATTACHMENT_DIR"] = os.path.realpath(scratch)  # the report.csv attached by path
         import django
 
         django.setup()

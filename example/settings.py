@@ -4,6 +4,8 @@ Environment variables let the demo reuse these settings unchanged:
 
 - ``DEMO_DB_PATH``: the SQLite file (default ``example/db.sqlite3``).
 - ``DEMO_MEDIA_ROOT``: where attachment files are stored (default ``example/media``).
+- ``DEMO_ATTACHMENT_DIR``: the one directory attachments may be read from by
+  path (default ``example/reports``).
 - ``DEMO_SMTP_PORT``: deliver over SMTP to 127.0.0.1 on this port. Without it,
   ``send_queued_mail`` prints delivered mail to the console, so the example
   project never sends real email by accident.
@@ -92,6 +94,8 @@ POST_OFFICE = {
     "MAX_RETRIES": 2,
     "MESSAGE_ID_ENABLED": True,
     "MESSAGE_ID_FQDN": "example.com",
+    # Attachments given as paths are read only from these directories.
+    "ATTACHMENT_DIRS": [os.environ.get("DEMO_ATTACHMENT_DIR") or str(BASE_DIR / "reports")],
 }
 
 if django.VERSION >= (6, 1):

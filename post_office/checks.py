@@ -155,6 +155,32 @@ def file_storage(raw: dict[str, Any]) -> Messages:
     ]
 
 
+def attachment_dirs(raw: dict[str, Any]) -> Messages:
+    """E014: ATTACHMENT_DIRS is not a list of absolute directory paths."""
+    try:
+        getattr(po_settings, "ATTACHMENT_DIRS")  # noqa: B009 - read for its validation
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint="e.g. [BASE_DIR / 'reports']: only files under these may be attached by path.",
+                id="post_office.E014",
+            )
+        ]
+    return []
+
+
+def size_limits(raw: dict[str, Any]) -> Messages:
+    """E015: MAX_ATTACHMENT_SIZE or MAX_MESSAGE_SIZE is not a number of bytes or None."""
+    errors: Messages = []
+    for key in ("MAX_ATTACHMENT_SIZE", "MAX_MESSAGE_SIZE"):
+        try:
+            getattr(po_settings, key)
+        except ImproperlyConfigured as error:
+            errors.append(checks.Error(str(error), id="post_office.E015"))
+    return errors
+
+
 def engine(raw: dict[str, Any]) -> Messages:
     """E007: TEMPLATE_ENGINE does not name a Django template engine."""
     try:
@@ -274,6 +300,8 @@ CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     default_backend,
     default_priority,
     file_storage,
+    attachment_dirs,
+    size_limits,
     engine,
     celery_installed,
     error_handler,

@@ -11,6 +11,7 @@ attributes: ``po_settings.BATCH_SIZE``.
 from __future__ import annotations
 
 import datetime
+import os
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
@@ -34,6 +35,9 @@ KNOWN_KEYS = frozenset(
         "SENDING_ORDER",
         "OVERRIDE_RECIPIENTS",
         "FILE_STORAGE",
+        "ATTACHMENT_DIRS",
+        "MAX_ATTACHMENT_SIZE",
+        "MAX_MESSAGE_SIZE",
         "TEMPLATE_ENGINE",
         "TEMPLATE_CACHE",
         "TEMPLATE_CACHE_TIMEOUT",
@@ -266,6 +270,41 @@ class PostOfficeSettings:
         return str(self._get("FILE_STORAGE", "default"))
 
     @property
+    def ATTACHMENT_DIRS(self) -> tuple[str, ...]:
+        """Directories whose files attachments may name by path: none, so a path is refused.
+
+        Absolute paths; a path given as an attachment is read only when, with
+        its links and ``..`` resolved, it lies inside one of them.
+        """
+        value = self._get("ATTACHMENT_DIRS", ()) or ()
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(d, (str, os.PathLike)) for d in value):
+            raise ImproperlyConfigured(
+                f"POST_OFFICE['ATTACHMENT_DIRS'] must be a list of absolute directory paths, not {value!r}."
+            )
+        dirs = tuple(os.fspath(d) for d in value)
+        relative = [d for d in dirs if not os.path.isabs(d)]
+        if relative:
+            raise ImproperlyConfigured(
+                f"POST_OFFICE['ATTACHMENT_DIRS'] must hold absolute paths; {relative[0]!r} is relative."
+            )
+        return dirs
+
+    @property
+    def MAX_ATTACHMENT_SIZE(self) -> int | None:
+        """The largest attachment queued, in bytes: 20 MiB (20971520); None for no limit."""
+        return _size_limit("MAX_ATTACHMENT_SIZE", self._get("MAX_ATTACHMENT_SIZE", 20 * 1024 * 1024))
+
+    @property
+    def MAX_MESSAGE_SIZE(self) -> int | None:
+        """The largest email queued (subject, bodies and attachments), in bytes: 25 MiB (26214400); None for no limit.
+
+        Counted before MIME encoding, which adds about a third for attachments.
+        """
+        return _size_limit("MAX_MESSAGE_SIZE", self._get("MAX_MESSAGE_SIZE", 25 * 1024 * 1024))
+
+    @property
     def TEMPLATE_ENGINE(self) -> str | None:
         """Alias in ``TEMPLATES`` used to render email templates.
 
@@ -374,6 +413,16 @@ def _duration(value: Any) -> datetime.timedelta:
 
 def _optional_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
+
+
+def _size_limit(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            f"POST_OFFICE[{key!r}] must be a number of bytes (1 or more) or None, not {value!r}."
+        )
+    return value
 
 
 settings = PostOfficeSettings()

@@ -117,6 +117,27 @@ class InvalidAttachment(InvalidEmail):
     code = "invalid_attachment"
 
 
+class AttachmentTooLarge(InvalidAttachment):
+    """An attachment is bigger than ``POST_OFFICE['MAX_ATTACHMENT_SIZE']``; the message names both sizes."""
+
+    code = "attachment_too_large"
+
+
+class MessageTooLarge(InvalidEmail):
+    """Subject, bodies and attachments together are bigger than ``POST_OFFICE['MAX_MESSAGE_SIZE']``."""
+
+    code = "message_too_large"
+
+
+class AttachmentMissing(PostOfficeError):
+    """At delivery, an attachment's file is gone from the storage: permanent, as the file will not come back."""
+
+    def __init__(self, name: str, file_name: str, storage: str) -> None:
+        self.name = name
+        self.file_name = file_name
+        super().__init__(f"attachment {name!r}: its file {file_name!r} is missing from the storage {storage!r}")
+
+
 class InvalidArgument(InvalidEmail):
     """Any other argument that cannot be accepted (wrong type, unknown keyword)."""
 

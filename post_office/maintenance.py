@@ -11,13 +11,16 @@ import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .exceptions import InvalidArgument
-from .models import STATUS, Attachment, Email, Log
+from .models import STATUS, Attachment, Email, Log, get_attachment_storage
 
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -152,21 +155,66 @@ def cleanup_expired_mails(
     return emails_deleted, attachments_deleted
 
 
-def delete_orphan_attachments(batch_size: int = 1000) -> int:
+def delete_orphan_attachments(batch_size: int = 1000, grace: datetime.timedelta | None = None) -> int:
+    """Delete attachments no email uses and none attached for ``grace`` (``Attachment.ORPHAN_GRACE``); return how many.
+
+    Safe beside emails being queued that reuse a row: each batch is one DELETE
+    that checks again, row by row, that no email links to it and that its
+    ``last_used`` is old (enqueueing refreshes it, under a row lock, before it
+    links the row). A file is deleted after the DELETE commits, and only when
+    no remaining row names it.
+    """
+    cutoff = timezone.now() - (Attachment.ORPHAN_GRACE if grace is None else grace)
+    candidates = Attachment.objects.filter(emails__isnull=True, last_used__lt=cutoff)
     deleted = 0
+    last_id = 0
     while True:
-        orphans = list(Attachment.objects.filter(emails__isnull=True).order_by("id")[:batch_size])
-        if not orphans:
+        batch = list(candidates.filter(id__gt=last_id).order_by("id").values_list("id", "file")[:batch_size])
+        if not batch:
             return deleted
-        files = {a.file.name for a in orphans}
-        Attachment.objects.filter(id__in=[a.pk for a in orphans], emails__isnull=True).delete()
-        still_used = set(Attachment.objects.filter(file__in=files).values_list("file", flat=True))
-        for attachment in orphans:
-            name = attachment.file.name
-            if name and name not in still_used:
-                still_used.add(name)  # delete each file once
-                attachment.file.storage.delete(name)
-        deleted += len(orphans)
+        last_id = batch[-1][0]
+        deleted += _delete_unused([pk for pk, _name in batch], cutoff)
+        names = {name for _pk, name in batch if name}
+        transaction.on_commit(partial(_delete_unreferenced_files, names), using=router.db_for_write(Attachment))
+
+
+def _delete_unused(ids: list[int], cutoff: datetime.datetime) -> int:
+    """One conditional DELETE: the rows among ``ids`` that no email links to and that were last used before ``cutoff``.
+
+    The conditions are in the statement itself, so a row an enqueue is linking
+    right now is left alone: its refreshed ``last_used`` is what the DELETE
+    sees once the enqueue's row lock is released. (Django's ``delete()`` would
+    read the rows first, then delete them by id.)
+    """
+    connection = connections[router.db_for_write(Attachment)]
+    through = Attachment.emails.through
+    table, pk, last_used = (_quoted(connection, Attachment, name) for name in (None, "id", "last_used"))
+    links, link_column = _quoted(connection, through), _quoted(connection, through, "attachment")
+    placeholders = ", ".join(["%s"] * len(ids))
+    # Names quoted by the backend, values passed as parameters.
+    sql = (
+        f"DELETE FROM {table} WHERE {pk} IN ({placeholders}) AND {last_used} < %s "  # noqa: S608
+        f"AND NOT EXISTS (SELECT 1 FROM {links} WHERE {links}.{link_column} = {table}.{pk})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, connection.ops.adapt_datetimefield_value(cutoff)])
+        return max(cursor.rowcount, 0)
+
+
+def _quoted(connection: BaseDatabaseWrapper, model: type[Model], field: str | None = None) -> str:
+    """A model's table, or one of its columns, quoted for ``connection``."""
+    if field is None:
+        return str(connection.ops.quote_name(model._meta.db_table))
+    column: Any = model._meta.get_field(field)
+    return str(connection.ops.quote_name(column.column))
+
+
+def _delete_unreferenced_files(names: set[str]) -> None:
+    """Delete the files of deleted rows that no remaining row names (the same content under another name shares one)."""
+    still_used = set(Attachment.objects.filter(file__in=names).values_list("file", flat=True))
+    storage = get_attachment_storage()
+    for name in sorted(names - still_used):
+        storage.delete(name)
 
 
 def cutoff_for_days(days: int) -> datetime.datetime:

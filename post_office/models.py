@@ -428,6 +428,14 @@ class Attachment(models.Model):
     content_hash = models.CharField(_("SHA-256 of the content"), max_length=64, db_index=True, editable=False)
     emails = models.ManyToManyField(Email, related_name="attachments", verbose_name=_("emails"))
     created = models.DateTimeField(_("created"), auto_now_add=True)
+    #: When an email last attached this row: enqueueing refreshes it, cleanup spares recent rows.
+    last_used = models.DateTimeField(_("last used"), default=timezone.now, db_index=True, editable=False)
+
+    #: ``cleanup_mail --delete-attachments`` deletes a row no email uses only once it is this old (last_used).
+    ORPHAN_GRACE = datetime.timedelta(days=1)
+    #: Enqueueing refreshes (and so locks) a reused row only when its last_used is older than this,
+    #: which keeps it safe from cleanup for ORPHAN_GRACE - TOUCH_AFTER without a write per email.
+    TOUCH_AFTER = datetime.timedelta(hours=1)
 
     class Meta:
         app_label = "post_office"

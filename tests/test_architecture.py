@@ -239,6 +239,9 @@ DOCUMENTED = {
             "MissingVariables",
             "TemplateSyntaxInvalid",
             "TemplateRenderError",
+            "AttachmentTooLarge",
+            "MessageTooLarge",
+            "AttachmentMissing",
             "DeliveryConfigurationError",
         ]
     ),

@@ -172,14 +172,18 @@ class SendQueuedMailProcessesTest(TransactionTestCase):
 class CleanupMailTest(TestCase):
     def make(self, subject: str, status: int, days_old: float, **kwargs) -> Email:
         email = queue(subject, **kwargs)
-        Email.objects.filter(pk=email.pk).update(
-            status=status, created=timezone.now() - datetime.timedelta(days=days_old)
-        )
+        created = timezone.now() - datetime.timedelta(days=days_old)
+        Email.objects.filter(pk=email.pk).update(status=status, created=created)
+        # Every row of its attachments' contents was last used when it was queued (cleanup spares recent ones).
+        hashes = list(Attachment.objects.filter(emails=email).values_list("content_hash", flat=True))
+        Attachment.objects.filter(content_hash__in=hashes).update(last_used=created)
         return email
 
     def cleanup(self, *args: str) -> str:
         out = StringIO()
-        call_command("cleanup_mail", *args, stdout=out)
+        # Files are deleted once the rows' deletion commits.
+        with self.captureOnCommitCallbacks(execute=True):
+            call_command("cleanup_mail", *args, stdout=out)
         return out.getvalue()
 
     def remaining(self) -> set[str]:
@@ -236,7 +240,7 @@ class CleanupMailTest(TestCase):
         self.make("old", STATUS.sent, 40, attachments={"only.bin": only_old, "both.bin": used_by_both})
         # The same content under another name: another Attachment row, the same file.
         self.make("old 2", STATUS.failed, 40, attachments={"old-name.bin": shared_file})
-        self.make("new", STATUS.queued, 1, attachments={"both.bin": used_by_both, "new-name.bin": shared_file})
+        self.make("new", STATUS.queued, 2, attachments={"both.bin": used_by_both, "new-name.bin": shared_file})
         rows = {a.name: a for a in Attachment.objects.all()}
         self.assertEqual(set(rows), {"only.bin", "both.bin", "old-name.bin", "new-name.bin"})
         self.assertEqual(rows["old-name.bin"].file.name, rows["new-name.bin"].file.name)

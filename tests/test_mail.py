@@ -6,6 +6,7 @@ import datetime
 import os
 import tempfile
 
+from django.conf import settings
 from django.core import mail as django_mail
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
@@ -232,16 +233,23 @@ class AttachmentTest(TestCase):
         with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
             handle.write(b"from a path")
         self.addCleanup(os.unlink, handle.name)
-        email = mail.send(
-            "a@example.com",
-            message="m",
-            attachments={
-                "path.txt": handle.name,
-                "content.bin": ContentFile(b"\x00\x01binary"),
-                "custom.ics": {"file": ContentFile(b"BEGIN:VCALENDAR"), "mimetype": "text/calendar"},
-                "logo.png": {"file": ContentFile(b"PNG"), "mimetype": "image/png", "headers": {"Content-ID": "<logo>"}},
-            },
-        )
+        # Paths are read only from the directories the project allows.
+        allowed = {**settings.POST_OFFICE, "ATTACHMENT_DIRS": [os.path.dirname(os.path.realpath(handle.name))]}
+        with self.settings(POST_OFFICE=allowed):
+            email = mail.send(
+                "a@example.com",
+                message="m",
+                attachments={
+                    "path.txt": handle.name,
+                    "content.bin": ContentFile(b"\x00\x01binary"),
+                    "custom.ics": {"file": ContentFile(b"BEGIN:VCALENDAR"), "mimetype": "text/calendar"},
+                    "logo.png": {
+                        "file": ContentFile(b"PNG"),
+                        "mimetype": "image/png",
+                        "headers": {"Content-ID": "<logo>"},
+                    },
+                },
+            )
         by_name = {a.name: a for a in email.attachments.all()}
         self.assertEqual(set(by_name), {"path.txt", "content.bin", "custom.ics", "logo.png"})
         self.assertEqual(by_name["path.txt"].file.read(), b"from a path")

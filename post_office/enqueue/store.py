@@ -13,7 +13,7 @@ from ..models import Email
 from ..notify import notify_queued
 from ..rendering.lookup import TemplateLookup
 from ..signals import email_queued
-from .attachments import store_attachments
+from .attachments import check_message_size, store_attachments
 from .prepare import Prepared, prepare, template_names
 from .request import EmailRequest
 
@@ -32,11 +32,18 @@ def queue(requests: Sequence[EmailRequest], label: str, log_level: int | None = 
     prepared = []
     for index, request in enumerate(requests):
         try:
-            prepared.append(prepare(request, lookup))
+            prepared.append(_prepare(request, lookup))
         except InvalidEmail as error:
             raise type(error)(f"{label}[{index}].{error.field}", error.value, error.reason) from None
     persist(prepared, log_level)
     return [item.email for item in prepared]
+
+
+def _prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
+    """Validate and render one request, then check its size as it will be stored."""
+    prepared = prepare(request, lookup)
+    check_message_size(prepared.email, prepared.attachments)
+    return prepared
 
 
 def persist(prepared: list[Prepared], log_level: int | None = None) -> None:
@@ -73,7 +80,7 @@ def _after_commit(emails: list[Email], log_level: int | None) -> None:
 
 def queue_one(request: EmailRequest, *, log_level: int | None = None, commit: bool = True) -> Email:
     """Validate and store one email (``mail.send``); with ``commit=False`` return it unsaved."""
-    prepared = prepare(request, lookup_for([request]))
+    prepared = _prepare(request, lookup_for([request]))
     if not commit:
         if prepared.attachments:
             raise InvalidArgument(
