@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-postgres test-mysql test-django61 lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ test-postgres: $(BIN)/.installed
 test-mysql: $(BIN)/.installed
 	./scripts/ensure-services mysql
 	POST_OFFICE_TEST_DB=mysql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault tests behind docs/reliability.md, on each database (they also run within the targets above).
+FAULT_TESTS := tests/test_faults.py tests/test_setup_errors.py tests/test_partial_recipients.py \
+	tests/test_bad_rows.py tests/test_recovery.py tests/test_runner.py::RunnerDeliveryTest \
+	tests/test_attachments.py::MissingFileAtDeliveryTest
+test-faults: $(BIN)/.installed
+	./scripts/ensure-services postgres mysql
+	for db in sqlite postgres mysql; do \
+		echo "== fault tests on $$db"; \
+		POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -q $(FAULT_TESTS) $(PYTEST_ARGS) || exit 1; \
+	done
 
 test-django61: $(BIN61)/.installed
 	POST_OFFICE_TEST_DB=sqlite $(BIN61)/python -m pytest $(PYTEST_ARGS)

@@ -128,6 +128,14 @@ class Email(models.Model):
     # The claim: which worker run holds the email and until when.
     claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True, default="")
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    #: After a delivery that some recipients refused for now: the only ones the next attempt goes to.
+    pending_recipients = models.JSONField(
+        _("recipients still to deliver to"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Set after a partial delivery: the next attempt goes only to these (empty: to every recipient)."),
+    )
 
     objects = EmailQuerySet.as_manager()
 
@@ -135,6 +143,8 @@ class Email(models.Model):
     loaded_attachments: list[Attachment] | None = None
     #: Whether the email has attachments, as a claim made with UPDATE ... RETURNING found (None: not known).
     has_attachments: bool | None = None
+    #: A claim left the bodies in the database (too large to load with the batch): loaded when sent.
+    large_bodies: bool = False
 
     class Meta:
         app_label = "post_office"

@@ -13,6 +13,8 @@ knows about a message:
 * ``"stall@data"`` / ``"stall@rcpt"``: never answer, so the client times out;
 * ``"ok"``: accept.
 
+A sender tagged ``from+451-mail@`` (or 421, 550) gets that reply to MAIL FROM.
+
 In a test: ``server.script("a@example.com", "451@rcpt")`` makes the first
 attempt for that address fail and later ones succeed (``repeat=True`` makes
 the last action permanent). Without a script, a tag in the address itself
@@ -70,6 +72,8 @@ REPLIES = {
 }
 #: ``user+451-rcpt@`` or ``user+drop-data-x2@`` (the first two attempts only).
 ADDRESS_TAG = re.compile(r"\+(421|451|550|drop|stall)-(rcpt|data)(?:-x(\d+))?@")
+#: A sender ``from+451-mail@`` gets that reply to MAIL FROM, every time.
+SENDER_TAG = re.compile(r"\+(421|451|550)-mail@")
 #: How long a stalled reply waits before the server drops the connection; the client gives up long before.
 STALL_SECONDS = 30
 
@@ -90,6 +94,16 @@ class _Handler:
             # aiosmtpd reads commands one after another, so pipelined ones work; say so (RFC 2920).
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, smtp, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd's hook name
+        tag = SENDER_TAG.search(address)
+        if tag:
+            if tag.group(1) == "421":
+                _close_after_reply(smtp)
+            return REPLIES[tag.group(1)]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's hook name
         if getattr(session, "closing", False):

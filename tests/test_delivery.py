@@ -14,6 +14,7 @@ from unittest import mock
 
 from django.core import mail as django_mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import connection
 from django.db.models import Count
 from django.test import TestCase, TransactionTestCase
@@ -844,3 +845,36 @@ class ConcurrentWorkersTest(TransactionTestCase):
         self.assertTrue(all(reported), outputs)
         self.assertEqual(sum(int(m.group(1)) for m in reported), self.TOTAL)
         self.assertEqual(sum(int(m.group(2)) for m in reported), len(expired))
+
+
+class QueryingBackend(LocmemBackend):
+    """A backend that reads the database while it sends (as one logging to a table would)."""
+
+    def send_messages(self, messages):
+        Email.objects.count()
+        return super().send_messages(messages)
+
+
+class ThreadConnectionsTest(TransactionTestCase):
+    """Delivery threads do not keep database connections open between jobs (a long-running worker has 32)."""
+
+    def open_connections(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    def test_threads_close_what_they_opened(self):
+        if connection.vendor != "postgresql":
+            self.skipTest("counts server connections in pg_stat_activity")
+        for i in range(20):
+            mail.send([f"user{i}@example.com"], "from@example.com", subject=f"m{i}", message="m")
+        before = self.open_connections()
+        with self.settings(POST_OFFICE={"BACKENDS": {"default": f"{__name__}.QueryingBackend"}}):
+            worker = Worker(threads=4)
+            with worker:  # as runmailer keeps it: the threads live on after the pass
+                worker.stats.sent = 0
+                worker.run_pass()
+                self.assertEqual(worker.stats.sent, 20)
+                self.assertEqual(self.open_connections(), before, "a delivery thread kept its connection")

@@ -377,9 +377,8 @@ attachment_names = st.one_of(
     st.sampled_from(["a.txt", "report.pdf", "bild.png", "noext", "", " "]),
     st.builds("{}.txt".format, st.one_of(texts(10), huge)),
     texts(10),
-    # Not BrokenRepr: enqueue/attachments.py puts repr(name) in a label before checking the name's type
-    # (reported with issue 10; that module has its own owner).
     st.sampled_from(WRONG_HASHABLE),
+    st.builds(BrokenRepr),
 )
 attachment_content = st.one_of(
     st.binary(max_size=64),
@@ -1061,6 +1060,7 @@ def _send(**kwargs: Any) -> Email:
 FOUND: list[tuple[str, Callable[[], Any], type[Exception] | None]] = [
     ("file template name too long", lambda: _send(template="file:" + "a" * 300), InvalidArgument),
     ("value whose repr() raises", lambda: _send(subject=BrokenRepr()), InvalidArgument),
+    ("attachment name whose repr() raises", lambda: _send(attachments={BrokenRepr(): b"x"}), InvalidAttachment),
     ("send_many(None)", lambda: mail.send_many(None), InvalidArgument),
     ("send_many with a non-string key", lambda: mail.send_many([{"foo": 1, 2: 3}]), InvalidArgument),
     ("send_mass_mail(None)", lambda: mail.send_mass_mail(None), InvalidArgument),

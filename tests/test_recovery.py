@@ -11,6 +11,7 @@ import random
 import signal
 import time
 
+from django.db import connection
 from django.utils import timezone
 
 from post_office.delivery import Worker
@@ -146,3 +147,60 @@ class RepeatedKillTest(ProcessTestCase):
             f"\n{kills} SIGKILLs at random moments, {len(in_flight)} emails in flight at a kill, "
             f"{len(duplicates)} delivered twice, none lost"
         )
+
+
+class DatabaseConnectionKilledTest(ProcessTestCase):
+    """The worker's database connection is killed mid-batch (a failover, an admin's kill): the results it
+    could not write are not lost; the emails go again after their lease, and only those."""
+
+    TOTAL = 400
+    DELAY_MS = 20
+    LEASE_SECONDS = 2
+
+    APP_NAME = "po-worker-to-kill"
+
+    def kill_worker_connections(self) -> int:
+        """End the worker's database sessions (on MariaDB: every session on the test database but ours)."""
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND application_name = %s",
+                    [self.APP_NAME],
+                )
+                return cursor.rowcount
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            for session in ids:
+                cursor.execute(f"KILL CONNECTION {int(session)}")
+            return len(ids)
+
+    def test_results_that_could_not_be_written_are_sent_again_and_nothing_is_lost(self):
+        if connection.vendor not in ("postgresql", "mysql"):
+            self.skipTest("SQLite has no server connection to kill")
+        self.queue_numbered(self.TOTAL)
+        env = self.env(
+            self.start_sink(delay_ms=self.DELAY_MS),
+            POST_OFFICE_TEST_THREADS="4",
+            POST_OFFICE_TEST_LEASE_SECONDS=str(self.LEASE_SECONDS),
+        )
+        worker, output = self.start_worker({**env, "PGAPPNAME": self.APP_NAME})
+        wait_until(lambda: sum(arrived(self.record).values()) >= 60, 30, "60 arrivals")
+        self.assertGreaterEqual(self.kill_worker_connections(), 1)
+        worker.wait(timeout=60)
+        # The run ends with the database error (cron starts the next one); what it could not record stays claimed.
+        unrecorded = set(Email.objects.filter(status=STATUS.sending).values_list("subject", flat=True))
+        self.assertIn("Error", output.read_text())
+
+        deadline = time.monotonic() + 60
+        while Email.objects.exclude(status=STATUS.sent).exists():
+            self.assertLess(time.monotonic(), deadline, "emails still not sent a minute after the kill")
+            self.finish([self.start_worker(env)], timeout=60)
+            time.sleep(0.5)
+        after = arrived(self.record)
+        self.assertEqual(set(after), {f"mail {i}" for i in range(self.TOTAL)}, "emails were lost")
+        duplicates = {subject for subject, count in after.items() if count > 1}
+        self.assertLessEqual(duplicates, unrecorded, "an email whose result was written was sent again")
+        self.assertLessEqual(max(after.values()), 2)

@@ -19,6 +19,7 @@ from django.db import DataError, transaction
 from django.db import connection as db_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import JSONField, Model, QuerySet
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..choices import CLAIMABLE, STATUS
@@ -62,6 +63,13 @@ def claim(
     return token, emails
 
 
+#: The text and HTML bodies: a claim loads them with the batch only when together they are at most
+#: BODY_LIMIT characters. Larger ones are loaded by the delivery thread when it sends the email and
+#: dropped once it is sent, so a batch of large emails is never in memory at once.
+BODIES = ("message", "html_message")
+BODY_LIMIT = 256 * 1024
+
+
 #: What loading a stored value that cannot be read back raises (the database driver's DataError, a converter's error).
 UNREADABLE = (DataError, ValueError, TypeError, AttributeError, OverflowError)
 
@@ -92,14 +100,28 @@ def _claim_rows(
             claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
             if claimed:
                 Email.objects.filter(id__in=claimed).update(**claim_values)
-        emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+        emails = _load_claimed(token)
     else:
         # One UPDATE statement runs under the database's single writer lock,
         # so two workers cannot both take the same row.
         subquery = candidates.values("id")[:limit]
         Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
-        emails = list(Email.objects.filter(status=STATUS.sending, claimed_by=token).in_sending_order())
+        emails = _load_claimed(token)
     return emails
+
+
+def _load_claimed(token: str) -> list[Email]:
+    """Read back a claimed batch; bodies over BODY_LIMIT stay in the database until the email is sent."""
+    claimed = Email.objects.filter(status=STATUS.sending, claimed_by=token)
+    size = sum((Length(name) for name in BODIES[1:]), Length(BODIES[0]))
+    large = list(claimed.alias(body_size=size).filter(body_size__gt=BODY_LIMIT).values_list("id", flat=True))
+    if not large:
+        return list(claimed.in_sending_order())
+    emails = list(claimed.exclude(id__in=large))
+    for email in claimed.filter(id__in=large).defer(*BODIES):
+        email.large_bodies = True
+        emails.append(email)
+    return _in_sending_order(emails)
 
 
 def _salvage(token: str, error: BaseException) -> list[Email]:
@@ -295,7 +317,7 @@ class _ClaimStatement:
         table, pk = quote(Email._meta.db_table), column(Email, "id")
         link = Attachment.emails.through
         assignments = ", ".join(f"{column(Email, name)} = %s" for name in _ClaimStatement.ASSIGNED)
-        returning = ", ".join(quote(column) for column in _RowLoader.get().columns)
+        returning = _RowLoader.get().returning(quote)
         claimable = ", ".join(str(int(value)) for value in CLAIMABLE)
         # Only quoted names from the models and Django's compiled subquery go into the text; values are parameters.
         has_attachments = (
@@ -351,6 +373,18 @@ class _RowLoader:
         self.placement = [(slot[column.name], index) for index, column in enumerate(returned)]
         self.claim_slots = [(slot[name], name) for name in _ClaimStatement.ASSIGNED]
         self.width = len(fields)
+        #: The bodies, returned only when small (see BODY_LIMIT): their index among the returned columns.
+        self.bodies = [index for index, column in enumerate(returned) if column.name in BODIES]
+        self.body_slots = {slot[name] for name in BODIES}
+        self.names_without_bodies = self.names - set(BODIES)
+
+    def returning(self, quote: Callable[[str], str]) -> str:
+        """The RETURNING list: every returned column, the bodies only when they are small (else NULL)."""
+        size = " + ".join(f"LENGTH({quote(column(Email, name))})" for name in BODIES)
+        return ", ".join(
+            f"CASE WHEN {size} <= {int(BODY_LIMIT)} THEN {quote(name)} END" if index in self.bodies else quote(name)
+            for index, name in enumerate(self.columns)
+        )
 
     @classmethod
     def get(cls) -> _RowLoader:
@@ -377,7 +411,13 @@ class _RowLoader:
             loaded = template.copy()
             for slot, index in placement:
                 loaded[slot] = data[index]
-            email = Email.from_db(alias, names, loaded)
+            if data[self.bodies[0]] is None:
+                # Large bodies were left in the database: loaded when the email is sent (bodies are never NULL).
+                loaded = [value for position, value in enumerate(loaded) if position not in self.body_slots]
+                email = Email.from_db(alias, self.names_without_bodies, loaded)
+                email.large_bodies = True
+            else:
+                email = Email.from_db(alias, names, loaded)
             email.has_attachments = bool(row[-1])
             emails.append(email)
         return emails

@@ -9,15 +9,16 @@ of Log rows; failures one UPDATE each for failed and requeued and one Log insert
 from __future__ import annotations
 
 import logging
+import smtplib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, F, JSONField, Q, QuerySet, Value, When
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ from ..choices import STATUS
 from ..conf import mail_passwords
 from ..models import Email, Log
 from ..signals import email_failed, email_sent
-from ..transport.failures import setup_text
+from ..transport.failures import PartlyRefused, setup_text
 from .claim import adapt_datetime, column
 from .retry import decide
 from .stats import Outcome, RunStats
@@ -70,14 +71,28 @@ class Recorder:
                 # Not the email's fault (transport.failures): back in the queue, no attempt counted, no Log row.
                 _still_claimed([o.email for o in held], tokens).update(status=STATUS.queued, **released)
             if sent:
-                _record_sent(sent, tokens, now, log=self.log_level >= 2)
+                # Emails sent with some recipients refused have their own Log row already.
+                logged = {pk for pk, _status, _kind, _text in logs}
+                _record_sent(sent, tokens, now, log=self.log_level >= 2, logged=logged)
             if failed:
                 _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
             if requeued:
+                partial = [e for e, error in requeued if isinstance(error, PartlyRefused)]
+                narrowed = (
+                    {
+                        "pending_recipients": Case(
+                            *(When(id=e.pk, then=Value(e.pending_recipients, JSONField())) for e in partial),
+                            default=F("pending_recipients"),
+                        )
+                    }
+                    if partial
+                    else {}
+                )
                 _still_claimed([e for e, _ in requeued], tokens).update(
                     status=STATUS.requeued,
                     number_of_retries=F("number_of_retries") + 1,
                     scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
+                    **narrowed,
                     **released,
                 )
             if logs:
@@ -104,6 +119,39 @@ class Recorder:
                 self.stats.blocked[alias] = text
                 OUTAGES.report(alias, text)
 
+    def _partly_refused(
+        self, email: Email, refused: PartlyRefused, now: datetime, requeued: list[_Failure], logs: list[_LogRow]
+    ) -> bool:
+        """An email the server took for some recipients: True when it is requeued for those refused for now.
+
+        Recipients refused with a 4xx reply (452 too many recipients, 451...) are
+        retried, and only they (``pending_recipients``), while MAX_RETRIES allows;
+        the others are logged. Otherwise the email counts as sent, with a Log
+        row naming who did not get it.
+        """
+        transient = refused.transient()
+        decision = decide(email, smtplib.SMTPRecipientsRefused(transient), now) if transient else None
+        retry = decision is not None and decision.retry
+        if self.log_level >= 1:
+            logs.append((email.pk, STATUS.failed if retry else STATUS.sent, "PartlyRefused", describe(refused)[:10000]))
+        logger.warning(
+            "Email %s was accepted for %d recipients and refused for %d%s",
+            email.pk,
+            refused.accepted,
+            len(refused.refused),
+            f"; {len(transient)} will be retried" if retry else "",
+            extra={"email_id": email.pk, "refused": sorted(refused.refused), "will_retry": retry},
+        )
+        if not retry:
+            return False
+        assert decision is not None
+        requeued.append((email, refused))
+        email.status = STATUS.requeued
+        email.number_of_retries += 1
+        email.scheduled_time = decision.next_attempt
+        email.pending_recipients = list(transient)
+        return True
+
     def _decide(
         self, outcomes: list[Outcome], now: datetime
     ) -> tuple[list[Email], list[_Failure], list[_Failure], list[_LogRow]]:
@@ -115,6 +163,8 @@ class Recorder:
         for outcome in outcomes:
             email, error = outcome.email, outcome.error
             if error is None:
+                if outcome.refused is not None and self._partly_refused(email, outcome.refused, now, requeued, logs):
+                    continue
                 sent.append(email)
                 email.status = STATUS.sent
                 continue
@@ -151,7 +201,9 @@ _Failure = tuple[Email, BaseException]
 _LogRow = tuple[int, int, str, str]
 
 
-def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: datetime, log: bool) -> None:
+def _record_sent(
+    emails: list[Email], tokens: dict[int, str | None], now: datetime, log: bool, logged: Collection[int] = ()
+) -> None:
     """Mark sent emails (where still held under their claim) and write their Log rows.
 
     The hot path of every chunk: one UPDATE per claim token and one
@@ -166,6 +218,7 @@ def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: dateti
             for chunk in _chunks(ids):
                 sql = (
                     f"UPDATE {table} SET {status} = %s, {claimed_by} = '', {column(Email, 'lease_expires_at')} = NULL, "  # noqa: S608
+                    f"{column(Email, 'pending_recipients')} = NULL, "
                     f"{column(Email, 'last_updated')} = %s WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})"
                 )
                 params: list[Any] = [int(STATUS.sent), when, *chunk]
@@ -177,7 +230,7 @@ def _record_sent(emails: list[Email], tokens: dict[int, str | None], now: dateti
             return
         columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
         log_date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
-        for chunk in _chunks([email.pk for email in emails]):
+        for chunk in _chunks([email.pk for email in emails if email.pk not in logged]):
             cursor.execute(
                 f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '' "  # noqa: S608
                 f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..models import Email
-from ..transport.failures import is_setup_error
+from ..transport.failures import PartlyRefused, is_setup_error
 
 
 @dataclass
@@ -15,10 +15,14 @@ class Outcome:
     error: BaseException | None = None
     #: The claim under which the attempt was made (None: the token passed to record()).
     token: str | None = None
+    #: Sent, but some recipients were refused (the error is None: the server took the message).
+    refused: PartlyRefused | None = None
     #: The error is about the connection or credentials, not this email: it stays queued, no attempt counted.
     held: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.error, PartlyRefused):
+            self.error, self.refused = None, self.error
         self.held = self.error is not None and is_setup_error(self.error)
 
     @property

@@ -17,13 +17,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import cast
 
+from django.db import close_old_connections
+
 from ..conf import settings as po_settings
 from ..message.compose import build_message
 from ..message.wire import serialize
 from ..models import Email
 from ..transport.connections import ConnectionPool
+from ..transport.failures import PartlyRefused
 from ..transport.ratelimit import wait_for_slot
-from ..transport.smtp import ConnectionBroken, Wire, WireBackend
+from ..transport.smtp import ConnectionBroken, Wire, WireBackend, partly_refused
 from .stats import Outcome
 
 
@@ -155,11 +158,14 @@ def run_job(
             if email is not None:
                 # After the chain, an email it handed back is known not to serialise: no second try.
                 outcome = send_one(email, pool, throttle, try_wire=not chained)
-                done(email, outcome.error)
+                done(email, outcome.refused or outcome.error)
     finally:
         # Also after an unexpected error: every email of the job is reported once.
         for email in pending:
             report((job, email, None))
+        # Rendering may have opened a database connection in this thread: close it as a
+        # request's end would (CONN_MAX_AGE), not leave it open for the thread's life.
+        close_old_connections()
 
 
 def _sends_wires(pool: ConnectionPool, alias: str) -> bool:
@@ -200,6 +206,8 @@ def _send_chained(
             if wire is None:
                 general.append(pending.popleft())
                 return
+            if email.large_bodies:
+                _drop_bodies(email)  # the wire holds the bytes now
             yield pending.popleft(), wire
 
     try:
@@ -278,14 +286,29 @@ def send_one(email: Email, pool: ConnectionPool, throttle: float = 0, try_wire: 
         with pool.connection(alias) as connection:
             if wire is None:
                 connection.send_messages(messages)
+                take_refused = getattr(connection, "take_refused", None)
+                refused = take_refused() if take_refused is not None else {}
+                if refused:
+                    accepted = len(messages[0].recipients()) - len(refused)
+                    return Outcome(email, PartlyRefused(refused, accepted))
             else:
-                cast(WireBackend, connection).send_wire(wire)
+                partial = partly_refused(cast(WireBackend, connection).send_wire(wire), wire)
+                if partial is not None:
+                    return Outcome(email, partial)
     except BaseException as error:  # noqa: BLE001 - every failure is recorded, none stalls the batch
         # BaseException too: asyncio.CancelledError from a backend's async client, or a
         # SystemExit / KeyboardInterrupt a backend raises (signals reach only the main
         # thread), would otherwise end the thread with the email never reported.
         return Outcome(email, error)
     finally:
+        if email.large_bodies:
+            _drop_bodies(email)
         if throttle:
             time.sleep(throttle)
     return Outcome(email)
+
+
+def _drop_bodies(email: Email) -> None:
+    """Forget large bodies loaded for one send: the email waits to be recorded without them."""
+    for name in ("message", "html_message"):
+        email.__dict__.pop(name, None)

@@ -60,9 +60,9 @@ def read_attachments(value: Any, field: str = "attachments") -> list[AttachmentD
 
 
 def _read_one(name: Any, spec: Any, field: str, content_only: bool = False) -> AttachmentData:
-    where = f"{field}[{name!r}]"
     if not isinstance(name, str) or not name.strip():
         raise InvalidAttachment(field, name, "has an attachment name that is not a non-empty string")
+    where = f"{field}[{name!r}]"
     mimetype = None
     headers = None
     if isinstance(spec, Mapping):

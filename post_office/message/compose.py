@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Callable, Iterable
 from email._policybase import Compat32
+from email.utils import parseaddr
 from functools import partial
 from typing import Any
 
@@ -25,11 +26,13 @@ from ..validation import header_break
 from .parts import (
     FAST_COMPAT32,
     base64_part,
+    check_addresses,
     check_header_texts,
     headers_of,
     make_part,
     make_related,
     new_boundary,
+    only_pending,
     recipients,
 )
 
@@ -45,6 +48,15 @@ class QueuedMessage(EmailMultiAlternatives):
     compiling a regular expression for every message to check the boundary is
     unused), and on Django 5.2 short ASCII headers skip the general folding code.
     """
+
+    #: The stored email, whose pending recipients (after a partial delivery) narrow the envelope.
+    stored: Email | None = None
+
+    def recipients(self) -> list[str]:
+        everyone: list[str] = super().recipients()
+        if self.stored is None:
+            return everyone
+        return only_pending(self.stored, everyone, bare=lambda address: parseaddr(address)[1])
 
     def message(self, *args: Any, **kwargs: Any) -> Any:
         msg = super().message(*args, **kwargs)
@@ -81,6 +93,7 @@ def build_message(email_obj: Email) -> EmailMessage:
 
     to, cc, bcc = recipients(email_obj)
     check_header_texts(email_obj, to, cc, bcc)
+    check_addresses(email_obj, to, cc, bcc)
     headers = headers_of(email_obj)
 
     attachments = _attachments_of(email_obj)
@@ -111,6 +124,8 @@ def build_message(email_obj: Email) -> EmailMessage:
         "headers": headers,
     }
     message = RelatedQueuedMessage(related=related, **fields) if related else QueuedMessage(**fields)
+    if email_obj.pending_recipients:
+        message.stored = email_obj
     if body and html:
         message.attach_alternative(html, "text/html")
     elif html:

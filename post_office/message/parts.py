@@ -15,7 +15,7 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email._policybase import Compat32
 from email.mime.base import MIMEBase
 from email.mime.text import MIMEText
@@ -26,7 +26,7 @@ from django.core.mail import make_msgid
 from ..compat import DJANGO_61
 from ..conf import settings as po_settings
 from ..exceptions import InvalidHeader
-from ..validation import header_break
+from ..validation import header_break, parse_address
 
 if TYPE_CHECKING:
     from ..models import Email
@@ -56,6 +56,43 @@ def recipients(stored: Email) -> tuple[list[str], list[str], list[str]]:
     if override:
         return list(override), [], []
     return list(stored.to), list(stored.cc), list(stored.bcc)
+
+
+def only_pending(stored: Email, envelope: list[str], bare: Callable[[str], str] = lambda address: address) -> list[str]:
+    """The envelope recipients of this attempt: after a partial delivery, only those still to deliver to.
+
+    ``bare`` gives the address an entry of ``envelope`` stands for (what the server was sent).
+    """
+    pending = stored.pending_recipients
+    if not pending:
+        return envelope
+    wanted = {str(address).lower() for address in pending}
+    return [address for address in envelope if bare(address).lower() in wanted]
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+#: Addresses whose envelope form can be read off without a parser: ``a@b.c``,
+#: ``Name <a@b.c>`` and ``"Any, Name" <a@b.c>``, printable ASCII only.
+_BARE = re.compile(rf"({_ADDR_SPEC})\Z")
+_NAMED = re.compile(rf'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.\- ]*|"[ !#-\[\]-~]*") <({_ADDR_SPEC})>\Z')
+
+
+def envelope_address(address: str) -> str | None:
+    """The bare address SMTP's MAIL FROM / RCPT TO carries, or None if it needs a real parser."""
+    match = _BARE.match(address) or _NAMED.match(address)
+    return match.group(1) if match else None
+
+
+def check_addresses(stored: Email, to: list[str], cc: list[str], bcc: list[str]) -> None:
+    """Refuse for good (InvalidAddress) an address enqueue would have refused: a row written some other way.
+
+    Retrying cannot make such an address valid, so it is not a transient failure.
+    """
+    for field, addresses in (("from_email", [stored.from_email]), ("to", to), ("cc", cc), ("bcc", bcc)):
+        for index, address in enumerate(addresses):
+            if not isinstance(address, str) or envelope_address(address) is None:
+                parse_address(address, field if field == "from_email" else f"{field}[{index}]")
 
 
 def check_header_texts(stored: Email, to: list[str], cc: list[str], bcc: list[str]) -> None:

@@ -26,7 +26,15 @@ from django.core.mail.utils import DNS_NAME
 
 from ..models import Email
 from ..transport.smtp import Wire
-from .parts import FAST_COMPAT32, check_header_texts, headers_of, new_boundary, recipients
+from .parts import (
+    FAST_COMPAT32,
+    check_header_texts,
+    envelope_address,
+    headers_of,
+    new_boundary,
+    only_pending,
+    recipients,
+)
 
 __all__ = ["Wire", "envelope_address", "serialize"]
 
@@ -35,24 +43,12 @@ _POLICY = FAST_COMPAT32.clone(linesep="\r\n")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 #: RFC 5322's limit on a line; Django switches such bodies to quoted-printable.
 _MAX_LINE = 998
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-#: Addresses whose envelope form can be read off without a parser: ``a@b.c``,
-#: ``Name <a@b.c>`` and ``"Any, Name" <a@b.c>``, printable ASCII only.
-_BARE = re.compile(rf"({_ADDR_SPEC})\Z")
-_NAMED = re.compile(rf'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.\- ]*|"[ !#-\[\]-~]*") <({_ADDR_SPEC})>\Z')
 _LIST_HEADERS = ("To", "Cc", "Reply-To")
 #: Headers whose non-ASCII values Django encodes address by address.
 _ADDRESS_HEADERS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender", "resent-to", "resent-cc"}
     | {"resent-bcc"}
 )
-
-
-def envelope_address(address: str) -> str | None:
-    """The bare address SMTP's MAIL FROM / RCPT TO carries, or None if it needs a real parser."""
-    match = _BARE.match(address) or _NAMED.match(address)
-    return match.group(1) if match else None
 
 
 def serialize(email: Email) -> Wire | None:
@@ -68,6 +64,7 @@ def serialize(email: Email) -> Wire | None:
     envelope = [address for address in found if address is not None]
     if sender is None or not envelope or len(envelope) != len(found):
         return None
+    envelope = only_pending(email, envelope)
 
     body, html = email.message, email.html_message
     parts = [(body, "plain"), (html, "html")] if body and html else [(body or html, "html" if html else "plain")]

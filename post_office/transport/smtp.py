@@ -15,7 +15,10 @@ was queued and the message is already serialised):
   of data in the same group), so a message costs one round trip.
 
 Failures are the ``smtplib`` exceptions ``sendmail`` raises, so the retry policy
-classifies them the same way.
+classifies them the same way. Recipients a server refuses while it takes the
+message for others (``452 Too many recipients``) are not dropped: ``send_wire``
+returns them, ``send_wires`` reports them as :class:`~post_office.transport.failures.PartlyRefused`,
+and after ``send_messages`` :meth:`EmailBackend.take_refused` gives them.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import select
 import smtplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+
+from .failures import PartlyRefused
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _Key = TypeVar("_Key")
@@ -64,7 +69,7 @@ class WireBackend(Protocol):
     replies_read: int
     replies_waited: int
 
-    def send_wire(self, wire: Wire) -> None: ...
+    def send_wire(self, wire: Wire) -> dict[str, tuple[int, bytes]]: ...
 
     def send_wires(
         self, items: Iterator[tuple[_Key, Wire]], done: Callable[[_Key, BaseException | None], None]
@@ -87,13 +92,40 @@ class EmailBackend(DjangoSMTPBackend):
         connection.ehlo_or_helo_if_needed()
         return connection
 
-    def send_wire(self, wire: Wire) -> None:
-        """Send one serialised email on this connection; raise on any failure."""
+    def send_wire(self, wire: Wire) -> dict[str, tuple[int, bytes]]:
+        """Send one serialised email on this connection; raise on any failure; return the recipients refused."""
         connection = self._ready()
         if _pipelining(connection):
-            send_pipelined(connection, wire)
-        else:
-            connection.sendmail(wire.sender, wire.recipients, wire.data)
+            return send_pipelined(connection, wire)
+        return connection.sendmail(wire.sender, wire.recipients, wire.data)
+
+    def open(self) -> bool | None:
+        """Open the connection as Django does; note the recipients a server refuses while it takes the message."""
+        opened = super().open()
+        connection = self.connection
+        if connection is not None and not hasattr(connection, "refused_recipients"):
+            # Django's send_messages() drops what sendmail() returns: the recipients refused
+            # while others were accepted. Keep them, so delivery can retry or report them.
+            connection.refused_recipients = {}  # type: ignore[attr-defined]
+            sendmail = connection.sendmail
+
+            def keeping_refusals(*args: Any, **kwargs: Any) -> dict[str, tuple[int, bytes]]:
+                refused = sendmail(*args, **kwargs)
+                connection.refused_recipients.update(refused or {})  # type: ignore[attr-defined]
+                return refused
+
+            connection.sendmail = keeping_refusals  # type: ignore[method-assign]
+        return opened
+
+    def take_refused(self) -> dict[str, tuple[int, bytes]]:
+        """The recipients refused by the messages sent since the last call (whose other recipients were accepted)."""
+        connection = self.connection
+        refused = getattr(connection, "refused_recipients", None)
+        if not refused:
+            return {}
+        taken = dict(refused)
+        refused.clear()
+        return taken
 
     def send_wires(
         self, items: Iterator[tuple[_Key, Wire]], done: Callable[[_Key, BaseException | None], None]
@@ -113,7 +145,7 @@ class EmailBackend(DjangoSMTPBackend):
             return
         for key, wire in items:
             try:
-                connection.sendmail(wire.sender, wire.recipients, wire.data)
+                refused = connection.sendmail(wire.sender, wire.recipients, wire.data)
             except _REFUSALS as error:
                 done(key, error)
                 if connection.sock is None:
@@ -122,7 +154,7 @@ class EmailBackend(DjangoSMTPBackend):
                 done(key, error)
                 raise ConnectionBroken([]) from error
             else:
-                done(key, None)
+                done(key, partly_refused(refused, wire))
 
     def _count_reply(self, waited: bool) -> None:
         self.replies_read += 1
@@ -133,16 +165,24 @@ def _pipelining(connection: smtplib.SMTP) -> bool:
     return bool(connection.does_esmtp and connection.has_extn("pipelining"))
 
 
-def send_pipelined(connection: smtplib.SMTP, wire: Wire) -> None:
-    """One SMTP transaction with MAIL, RCPT and DATA sent together (the server offers PIPELINING)."""
+def send_pipelined(connection: smtplib.SMTP, wire: Wire) -> dict[str, tuple[int, bytes]]:
+    """One SMTP transaction with MAIL, RCPT and DATA sent together (the server offers PIPELINING).
+
+    Returns the recipients refused while others were accepted, as ``sendmail`` does.
+    """
     connection.send(_commands(connection, wire))
-    _command_replies(connection, wire)
+    refused = _command_replies(connection, wire)
     connection.send(_content(wire))
     code, reply = connection.getreply()
     if code != 250:
         _reset(connection, code)
         raise smtplib.SMTPDataError(code, reply)
-    # Recipients refused while others were accepted are ignored, as Django's backend ignores them.
+    return refused
+
+
+def partly_refused(refused: dict[str, tuple[int, bytes]], wire: Wire) -> PartlyRefused | None:
+    """The outcome of a message the server took: None, or the recipients it refused meanwhile."""
+    return PartlyRefused(refused, accepted=len(wire.recipients) - len(refused)) if refused else None
 
 
 def send_chain(
@@ -163,7 +203,7 @@ def send_chain(
         try:
             if not commands_sent:
                 connection.send(_commands(connection, wire))
-            _command_replies(connection, wire)
+            refused = _command_replies(connection, wire)
         except _REFUSALS as error:
             # Refused before its content was sent: nothing else is in flight, the next starts afresh.
             done(key, error)
@@ -187,7 +227,7 @@ def send_chain(
             done(key, error)
             raise ConnectionBroken([] if following is None else [following[0]]) from error
         if code == 250:
-            done(key, None)
+            done(key, partly_refused(refused, wire))
         else:
             # The transaction is over either way: no RSET (the next one's commands are already sent).
             done(key, smtplib.SMTPDataError(code, reply))
@@ -217,8 +257,11 @@ def _commands(connection: smtplib.SMTP, wire: Wire) -> bytes:
     return ("\r\n".join(commands) + "\r\n").encode("ascii")
 
 
-def _command_replies(connection: smtplib.SMTP, wire: Wire) -> None:
-    """Read the replies to MAIL, RCPT and DATA; raise (with the connection reset) unless the content may follow."""
+def _command_replies(connection: smtplib.SMTP, wire: Wire) -> dict[str, tuple[int, bytes]]:
+    """Read the replies to MAIL, RCPT and DATA; raise (with the connection reset) unless the content may follow.
+
+    Returns the recipients refused (when others were accepted).
+    """
     # Every command gets its reply, whatever happened to the ones before it.
     mail_code, mail_reply = connection.getreply()
     refused = {}
@@ -240,6 +283,7 @@ def _command_replies(connection: smtplib.SMTP, wire: Wire) -> None:
     if data_code != 354:
         _reset(connection, data_code)
         raise smtplib.SMTPDataError(data_code, data_reply)
+    return refused
 
 
 def _content(wire: Wire) -> bytes:
