@@ -35,7 +35,7 @@ test-mysql: $(BIN)/.installed
 # The fault tests behind docs/reliability.md, on each database (they also run within the targets above).
 FAULT_TESTS := tests/test_faults.py tests/test_setup_errors.py tests/test_partial_recipients.py \
 	tests/test_bad_rows.py tests/test_recovery.py tests/test_runner.py::RunnerDeliveryTest \
-	tests/test_attachments.py::MissingFileAtDeliveryTest
+	tests/test_attachments.py::MissingFileAtDeliveryTest tests/test_attachments.py::FullDiskAtEnqueueTest
 test-faults: $(BIN)/.installed
 	./scripts/ensure-services postgres mysql
 	for db in sqlite postgres mysql; do \

@@ -394,6 +394,27 @@ class MissingFileAtDeliveryTest(TestCase):
         self.assertEqual(email.status, STATUS.requeued)
 
 
+class FullDiskAtEnqueueTest(TestCase):
+    """The storage cannot write (a full disk): the caller gets the error and nothing is stored half-way."""
+
+    def test_no_email_is_queued_without_its_attachments(self):
+        full = OSError(28, "No space left on device")
+        before = (Email.objects.count(), Attachment.objects.count())
+        with mock.patch.object(type(get_attachment_storage()), "save", side_effect=full):
+            with self.assertRaises(OSError) as caught:
+                send({"a.txt": b"first " + uuid.uuid4().bytes, "b.txt": b"second " + uuid.uuid4().bytes})
+            with self.assertRaises(OSError):
+                mail.send_many(
+                    [
+                        {"recipients": ["a@example.com"], "subject": "ok", "message": "m"},
+                        {"recipients": ["b@example.com"], "attachments": {"c.txt": uuid.uuid4().bytes}},
+                    ]
+                )
+        self.assertEqual(caught.exception.errno, 28)
+        # Neither the email that could not store its files nor its batch neighbours are queued.
+        self.assertEqual((Email.objects.count(), Attachment.objects.count()), before)
+
+
 def age(attachment: Attachment, **delta: float) -> None:
     Attachment.objects.filter(pk=attachment.pk).update(last_used=timezone.now() - datetime.timedelta(**delta))
 

@@ -416,8 +416,10 @@ class CheckTests(TestCase):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RemovedInDjango2028Warning)
             stats = Worker().run()
-        # Not sent; the email stays queued for retry once the configuration is fixed.
-        self.assertEqual((stats.sent, stats.requeued), (0, 1))
+        # Not sent, and not the email's fault: it stays queued, no attempt counted, until the configuration is fixed.
+        self.assertEqual((stats.sent, stats.requeued, stats.failed, stats.held), (0, 0, 0, 1))
+        self.assertIn("EMAIL_HOST", stats.blocked["default"])
+        self.assertEqual(Email.objects.get().status, STATUS.queued)
 
     @override_settings(POST_OFFICE={"BACKENDS": {"default": SENDS}, "DEFAULT_PRIORITY": "urgent"})
     def test_bad_default_priority(self):

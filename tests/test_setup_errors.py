@@ -20,7 +20,7 @@ from post_office.delivery.record import OUTAGES
 from post_office.models import STATUS, Email, Log
 from post_office.transport.failures import ConnectionFailed, PartlyRefused, is_setup_error, setup_text
 from tests.faulty_smtp import FaultySMTP, free_port
-from tests.helpers import DJANGO_61, SMTP, delivering_to
+from tests.helpers import DJANGO_61, QUEUE, SMTP, delivering_to
 from tests.test_faults import PoisonBackend
 
 SENDER = "from@example.com"
@@ -176,8 +176,17 @@ class SetupErrorRulesTest(SimpleTestCase):
         self.assertEqual([is_setup_error(e) for e in setup], [True] * len(setup))
         self.assertEqual([is_setup_error(e) for e in message], [False] * len(message))
 
-    @override_settings(EMAIL_HOST_PASSWORD="hunter2")
     def test_configured_passwords_are_cut_out(self):
+        if DJANGO_61:
+            configured = override_settings(
+                MAILERS={"default": {"BACKEND": QUEUE}, "smtp": {"BACKEND": SMTP, "OPTIONS": {"password": "hunter2"}}}
+            )
+        else:
+            configured = override_settings(EMAIL_HOST_PASSWORD="hunter2")
+        with configured:
+            self.check_cut_out()
+
+    def check_cut_out(self) -> None:
         error = RuntimeError("login as bob with hunter2 failed; also tried extra-secret")
         text = ConnectionFailed("default", error, mail_passwords("extra-secret")).args[0]
         self.assertEqual(text, "RuntimeError: login as bob with [secret] failed; also tried [secret]")
