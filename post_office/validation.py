@@ -122,12 +122,37 @@ def _text(field: str, value: Any) -> str:
     return value
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDR_SPEC = rf"{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}"
+#: The common shapes, ``a@b.example`` and ``Some Name <a@b.example>`` in plain ASCII, which
+#: the full check below accepts as they are (Django's validate_email takes the address, the
+#: parser reads it back unchanged): they skip the parsers. tests/test_validation.py checks
+#: generated matches against the full check.
+_PLAIN_ADDRESS = re.compile(rf"(?:({_PLAIN_ADDR_SPEC})|[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <({_PLAIN_ADDR_SPEC})>)\Z")
+
+
 def parse_address(value: Any, field: str) -> str:
     """Check one address (``a@b.c`` or ``"Doe, John" <a@b.c>``) and return it stripped.
 
     Display names may contain commas when quoted, and domains may be
     internationalised; anything that is not exactly one RFC 5322 address is refused.
     """
+    if type(value) is str and _plain_address(value):
+        return value
+    return _parse_address(value, field)
+
+
+def _plain_address(text: str) -> bool:
+    """Whether ``text`` has one of the common shapes the full check accepts unchanged (see _PLAIN_ADDRESS)."""
+    plain = _PLAIN_ADDRESS.match(text)
+    if plain is None:
+        return False
+    addr = plain.group(1) or plain.group(2)
+    return len(addr) <= ADDRESS_MAX_LENGTH and len(addr.partition("@")[0]) <= 64
+
+
+def _parse_address(value: Any, field: str) -> str:
     text = _text(field, value)
     problem = header_break(text) or text_problem(text)
     if problem:

@@ -19,15 +19,18 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 from django.conf import settings as django_settings
 from django.core import mail as django_mail
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.test import TestCase
+from django.test import SimpleTestCase, TestCase
 from django.utils import timezone
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from post_office import mail
+from post_office import mail, validation
 from post_office.backends import EmailBackend
 from post_office.exceptions import (
     InvalidAddress,
@@ -638,3 +641,25 @@ class AcceptedContextTest(TestCase):
         )
         email.refresh_from_db()
         self.assertEqual(email.context, {"name": "Al", "n": [1, 2.5]})
+
+
+class PlainAddressFastPathTest(SimpleTestCase):
+    """Addresses of the common shapes skip the parsers: each one the shortcut takes, the full check takes too."""
+
+    @given(st.from_regex(validation._PLAIN_ADDRESS, fullmatch=True))
+    @settings(max_examples=300)
+    def test_the_shortcut_accepts_nothing_the_full_check_refuses(self, address):
+        assume(validation._plain_address(address))  # long local parts and addresses take the full check
+        self.assertEqual(validation.parse_address(address, "to"), address)
+        self.assertEqual(validation._parse_address(address, "to"), address)
+
+    def test_other_shapes_take_the_full_check(self):
+        for address in ("a@b", "x@-bad.com", "Jo, Doe <a@b.co>", '"Doe, J" <a@b.co>', "a@b.co junk", "é@b.co"):
+            with self.subTest(address), mock.patch.object(
+                validation, "_parse_address", wraps=validation._parse_address
+            ) as full:
+                try:
+                    validation.parse_address(address, "to")
+                except InvalidEmail:
+                    pass
+                self.assertEqual(full.call_count, 1)
