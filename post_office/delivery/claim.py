@@ -424,7 +424,9 @@ class _RowLoader:
 
 
 def _json_value(value: str | None, expression: Any, connection: BaseDatabaseWrapper) -> Any:
-    """``JSONField.from_db_value`` for a field without a custom decoder, with empty lists and objects made directly."""
+    """``JSONField.from_db_value`` for a field without a custom decoder, with NULL, empty lists and objects made directly."""
+    if value is None:
+        return None
     if value == "[]":
         return []
     if value == "{}":

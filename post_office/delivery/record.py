@@ -230,7 +230,8 @@ def _record_sent(
             return
         columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
         log_date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
-        for chunk in _chunks([email.pk for email in emails if email.pk not in logged]):
+        ids = [email.pk for email in emails]
+        for chunk in _chunks([pk for pk in ids if pk not in logged] if logged else ids):
             cursor.execute(
                 f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '' "  # noqa: S608
                 f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",

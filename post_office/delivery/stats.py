@@ -9,26 +9,36 @@ from ..models import Email
 from ..transport.failures import PartlyRefused, is_setup_error
 
 
-@dataclass
 class Outcome:
-    email: Email
-    error: BaseException | None = None
-    #: The claim under which the attempt was made (None: the token passed to record()).
-    token: str | None = None
-    #: Sent, but some recipients were refused (the error is None: the server took the message).
-    refused: PartlyRefused | None = None
-    #: The error is about the connection or credentials, not this email: it stays queued, no attempt counted.
-    held: bool = field(init=False)
+    """What one attempt to send ``email`` came to.
 
-    def __post_init__(self) -> None:
-        if isinstance(self.error, PartlyRefused):
-            self.error, self.refused = None, self.error
-        self.held = self.error is not None and is_setup_error(self.error)
+    ``error``: None when the server took the message. A ``PartlyRefused`` given
+    as the error means it was taken with some recipients refused: it goes in
+    ``refused`` and ``error`` is None.
+    """
 
-    @property
-    def failed(self) -> bool:
-        """The attempt failed through the email's own fault (counted, retried or failed for good)."""
-        return self.error is not None and not self.held
+    __slots__ = ("email", "error", "failed", "held", "refused", "token")
+
+    def __init__(self, email: Email, error: BaseException | None = None, token: str | None = None) -> None:
+        self.email = email
+        #: The claim under which the attempt was made (None: the token passed to record()).
+        self.token = token
+        #: Sent, but some recipients were refused (the server took the message).
+        self.refused: PartlyRefused | None = None
+        if error is None:
+            self.error, self.held, self.failed = None, False, False
+            return
+        if isinstance(error, PartlyRefused):
+            self.error, self.refused, self.held, self.failed = None, error, False, False
+            return
+        self.error = error
+        #: The error is about the connection or credentials, not this email: it stays queued, no attempt counted.
+        self.held = is_setup_error(error)
+        #: The attempt failed through the email's own fault (counted, retried or failed for good).
+        self.failed = not self.held
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.email.pk}, error={self.error!r}, refused={self.refused!r}, token={self.token!r})"
 
 
 @dataclass

@@ -50,10 +50,6 @@ class Brake:
     def engaged(self) -> bool:
         return (self._failures_left is not None and self._failures_left <= 0) or self._stopping()
 
-    def stops(self, alias: str) -> bool:
-        """Whether a job for ``alias`` must start no more emails."""
-        return alias in self.blocked or self.engaged()
-
     def note(self, outcome: Outcome, alias: str) -> None:
         if outcome.held:
             with self._lock:
@@ -143,8 +139,10 @@ def run_job(
     """Send a job's emails in order and report each one; after a stop the rest are reported not attempted."""
     pending = deque(job.emails)
 
+    blocked, alias = brake.blocked, job.alias
+
     def stop() -> bool:
-        return job.cancelled or brake.stops(job.alias)
+        return job.cancelled or alias in blocked or brake.engaged()
 
     def done(email: Email, error: BaseException | None) -> None:
         outcome = Outcome(email, error)

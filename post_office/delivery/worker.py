@@ -160,8 +160,12 @@ class Worker:
         """True when the run must stop; ``unrecorded`` outcomes (not yet written) count too."""
         stats = self.stats
         pending = unrecorded or []
-        pending_failures = sum(1 for outcome in pending if outcome.failed)
-        pending_sent = sum(1 for outcome in pending if outcome.error is None)
+        pending_failures = pending_sent = 0
+        for outcome in pending:
+            if outcome.error is None:
+                pending_sent += 1
+            elif outcome.failed:
+                pending_failures += 1
         reason = ""
         if self.stopping:
             reason = "stop requested"

@@ -89,9 +89,10 @@ def check_addresses(stored: Email, to: list[str], cc: list[str], bcc: list[str])
 
     Retrying cannot make such an address valid, so it is not a transient failure.
     """
+    bare, named = _BARE.match, _NAMED.match
     for field, addresses in (("from_email", [stored.from_email]), ("to", to), ("cc", cc), ("bcc", bcc)):
         for index, address in enumerate(addresses):
-            if not isinstance(address, str) or envelope_address(address) is None:
+            if not isinstance(address, str) or not (bare(address) or named(address)):
                 parse_address(address, field if field == "from_email" else f"{field}[{index}]")
 
 
