@@ -385,7 +385,13 @@ class EmailTemplate(models.Model):
         self.validate_syntax()
 
     def clean(self) -> None:
-        self.validate_name()
+        parent = self.default_template  # a translation (its form sets the template, saved or not)
+        if parent is not None:
+            # A translation always takes its template's name (prepare_for_save): the
+            # name is the template form's to check, and a translation form has none.
+            self.name = parent.name
+        else:
+            self.validate_name()
         if self.language and normalize_language(self.language) not in language_codes():
             raise ValidationError({"language": f"{self.language!r} is not in settings.LANGUAGES."})
         if self.default_template_id and not self.language:
