@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import InvalidArgument
+from .languages import normalize_language
 from .models import STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log, WorkerHeartbeat
 from .validation import (
     check_json_context,
@@ -181,10 +182,33 @@ class TranslationForm(forms.ModelForm):
         model = EmailTemplate
         fields = ("language", "subject", "content", "html_content")
 
+    def _get_validation_exclusions(self) -> set[str]:
+        # On the add page the template is not saved yet, so a new translation's link to it
+        # is empty while the form is checked: constraints on that link (a translation has a
+        # language, a base template none) are checked when both are saved, not here.
+        return {*super()._get_validation_exclusions(), "default_template"}  # type: ignore[misc]
+
+
+class TranslationFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """One translation per language (the database refuses a second one, which would be a 500)."""
+        super().clean()
+        seen: set[str] = set()
+        for form in self.forms:
+            if not form.has_changed() and form.instance.pk is None:
+                continue
+            if form.cleaned_data.get("DELETE"):
+                continue
+            language = normalize_language(form.cleaned_data.get("language") or "")
+            if language in seen:
+                raise forms.ValidationError(_("There are two translations into %(language)s.") % {"language": language})
+            seen.add(language)
+
 
 class TranslationInline(admin.StackedInline):
     model = EmailTemplate
     form = TranslationForm
+    formset = TranslationFormSet
     fk_name = "default_template"
     extra = 0
     verbose_name = _("translation")

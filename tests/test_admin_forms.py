@@ -140,3 +140,16 @@ class TemplateTranslationFormTest(TestCase):
         self.assertEqual(response.status_code, 200)
         self.assertIn("name", response.context["adminform"].form.errors)
         self.assertFalse(EmailTemplate.objects.exists())
+
+    def test_two_translations_in_one_language_are_a_form_error(self):
+        german = {"language": "de", "subject": "Hallo", "content": "Hallo", "html_content": ""}
+        response = self.post(TEMPLATE_ADD, [german, dict(german)])
+        self.assertEqual(response.status_code, 200)
+        self.assertFalse(EmailTemplate.objects.exists())
+        template = EmailTemplate.objects.create(name="welcome", subject="Hi", content="Hello")
+        EmailTemplate.objects.create(name="welcome", language="de", default_template=template, content="Hallo")
+        url = f"/admin/post_office/emailtemplate/{template.pk}/change/"
+        existing = template.translated_templates.get()
+        response = self.post(url, [{"id": str(existing.pk), **german}, german], initial=1)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(template.translated_templates.count(), 1)
