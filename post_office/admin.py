@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -20,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from .exceptions import InvalidArgument
 from .languages import normalize_language
 from .models import STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log, WorkerHeartbeat
+from .transport.connections import delivery_aliases
 from .validation import (
     check_json_context,
     check_no_line_breaks,
@@ -129,12 +131,69 @@ class LogInline(admin.TabularInline):
         return False
 
 
+class BackendAliasFilter(admin.SimpleListFilter):
+    """The configured delivery aliases (no query over the emails); the blank one is "default"."""
+
+    title = _("backend alias")
+    parameter_name = "backend_alias"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        aliases = sorted(delivery_aliases() - {"default"})
+        return [("default", _("default")), *((alias, alias) for alias in aliases)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == "default":
+            return queryset.filter(backend_alias__in=("", "default"))
+        return queryset.filter(backend_alias=value)
+
+
+class LanguageFilter(admin.SimpleListFilter):
+    """The project's LANGUAGES (no query over the emails); the blank one is "default"."""
+
+    title = _("language")
+    parameter_name = "language"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [("-", _("default")), *((code, f"{code} ({name})") for code, name in settings.LANGUAGES)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(language="" if value == "-" else value)
+
+
 @admin.register(Email)
 class EmailAdmin(admin.ModelAdmin):
     form = EmailForm
-    list_display = ("id", "recipients", "subject", "status", "priority", "scheduled_time", "last_updated")
-    list_filter = ("status", "priority", "backend_alias", "language")
-    search_fields = ("subject", "from_email", "message_id")
+    list_display = (
+        "id",
+        "recipients",
+        "subject",
+        "status",
+        "priority",
+        "template",
+        "backend",
+        "scheduled_time",
+        "last_updated",
+    )
+    list_select_related = ("template",)
+    list_filter = (
+        "status",
+        "priority",
+        ("template", admin.RelatedOnlyFieldListFilter),
+        BackendAliasFilter,
+        LanguageFilter,
+        ("created", admin.DateFieldListFilter),
+        ("scheduled_time", admin.DateFieldListFilter),
+    )
+    # Recipients are JSON lists: searched as text, so any part of an address matches.
+    search_fields = ("to", "cc", "bcc", "subject", "from_email", "message_id")
+    # No count of the whole table on each page (millions of rows).
+    show_full_result_count = False
     date_hierarchy = "created"
     inlines = [LogInline]
     actions = ["requeue"]
@@ -152,7 +211,25 @@ class EmailAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("to"))
     def recipients(self, obj: Email) -> str:
-        return ", ".join(obj.to)
+        """The first recipient, and how many more (in to, cc and bcc)."""
+        everyone = [*obj.to, *obj.cc, *obj.bcc]
+        if not everyone:
+            return ""
+        more = len(everyone) - 1
+        return f"{everyone[0]} +{more}" if more else str(everyone[0])
+
+    @admin.display(description=_("backend"), ordering="backend_alias")
+    def backend(self, obj: Email) -> str:
+        return obj.backend_alias or str(_("default"))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if request.method == "GET" and DeliverySwitch.is_paused():
+            self.message_user(
+                request,
+                _("Delivery is paused: emails are queued but not sent until it is resumed."),
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description=_("attachments"))
     def attachment_links(self, obj: Email) -> str:
