@@ -11,12 +11,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
+from django.db.models import Case, F, Model, QuerySet, Value, When
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .exceptions import InvalidArgument
 from .languages import normalize_language
@@ -242,14 +244,56 @@ class EmailAdmin(admin.ModelAdmin):
         )
 
     # A view-only staff user sees the changelist but may not run actions that change mail.
-    @admin.action(description=_("Requeue selected emails"), permissions=["change"])
+    # The name stays "requeue" (django-post_office's), so links and scripts written for it work.
+    @admin.action(description=_("Retry selected failed emails"), permissions=["change"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
-        # An admin action is a POST, never a plain GET.
-        # Sent mail is not re-sent, and mail being sent stays with its worker.
-        count = queryset.exclude(status__in=(STATUS.sent, STATUS.sending)).update(
-            status=STATUS.queued, scheduled_time=None, number_of_retries=0, claimed_by="", lease_expires_at=None
+        """Queue failed emails again with their attempts reset; skip, and say why, what cannot be retried.
+
+        An admin action is a POST, never a plain GET. A future schedule is kept (never
+        moved earlier); expired mail stays failed until its expiry is cleared; mail that
+        is queued, being sent or sent is not touched (a sent email is resent, not retried).
+        """
+        now = timezone.now()
+        failed = queryset.filter(status=STATUS.failed)
+        expired = failed.filter(expires_at__lte=now).count()
+        others = queryset.exclude(status=STATUS.failed).count()
+        count = failed.exclude(expires_at__lte=now).update(
+            status=STATUS.queued,
+            number_of_retries=0,
+            claimed_by="",
+            lease_expires_at=None,
+            last_updated=now,
+            scheduled_time=Case(When(scheduled_time__gt=now, then=F("scheduled_time")), default=Value(None)),
         )
-        self.message_user(request, _("%d emails requeued.") % count)
+        self.message_user(
+            request,
+            ngettext("%(count)d failed email will be retried.", "%(count)d failed emails will be retried.", count)
+            % {"count": count},
+            messages.SUCCESS if count else messages.INFO,
+        )
+        if expired:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d email was skipped: it has expired (clear its expiry to retry it).",
+                    "%(count)d emails were skipped: they have expired (clear their expiry to retry them).",
+                    expired,
+                )
+                % {"count": expired},
+                messages.WARNING,
+            )
+        if others:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d email was skipped: only failed emails are retried (it is queued, being sent or sent).",
+                    "%(count)d emails were skipped: only failed emails are retried (they are queued, being sent "
+                    "or sent).",
+                    others,
+                )
+                % {"count": others},
+                messages.WARNING,
+            )
 
 
 class TranslationForm(forms.ModelForm):

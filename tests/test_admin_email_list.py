@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.test import TestCase
+from django.utils import timezone
 
 from post_office import mail
-from post_office.models import DeliverySwitch, Email, EmailTemplate
+from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate
 
 LIST = "/admin/post_office/email/"
 
@@ -73,3 +77,69 @@ class EmailListTest(TestCase):
         self.assertNotIn("Delivery is paused", self.client.get(LIST).content.decode())
         DeliverySwitch.set_paused(True, "maintenance")
         self.assertIn("Delivery is paused", self.client.get(LIST).content.decode())
+
+
+class RetryActionTest(TestCase):
+    """"Retry selected failed emails": attempts reset, no schedule moved earlier, expired mail left alone."""
+
+    def setUp(self) -> None:
+        self.client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+        now = timezone.now()
+        self.future = now + datetime.timedelta(days=1)
+
+        def make(subject: str, status: int, **fields: object) -> Email:
+            email = mail.send(["to@example.com"], "from@example.com", subject=subject, message="m")
+            Email.objects.filter(pk=email.pk).update(status=status, number_of_retries=3, **fields)
+            return email
+
+        self.failed = make("failed", STATUS.failed)
+        self.failed_for_tomorrow = make("tomorrow", STATUS.failed, scheduled_time=self.future)
+        self.failed_past_schedule = make("past", STATUS.failed, scheduled_time=now - datetime.timedelta(hours=1))
+        self.expired = make("expired", STATUS.failed, expires_at=now - datetime.timedelta(minutes=1))
+        self.queued_for_tomorrow = make("queued", STATUS.queued, scheduled_time=self.future)
+        self.sent = make("sent", STATUS.sent)
+        self.before = now
+
+    def retry(self, *emails: Email) -> Any:
+        data = {"action": "requeue", "_selected_action": [str(e.pk) for e in emails], "index": "0"}
+        return self.client.post(LIST, data, follow=True)
+
+    def test_the_rules(self):
+        everything = [
+            self.failed,
+            self.failed_for_tomorrow,
+            self.failed_past_schedule,
+            self.expired,
+            self.queued_for_tomorrow,
+            self.sent,
+        ]
+        response = self.retry(*everything)
+        shown = [str(m) for m in response.context["messages"]]
+        self.assertIn("3 failed emails will be retried.", shown)
+        self.assertIn("1 email was skipped: it has expired (clear its expiry to retry it).", shown)
+        self.assertIn(
+            "2 emails were skipped: only failed emails are retried (they are queued, being sent or sent).", shown
+        )
+
+        def state(email: Email) -> tuple[int, int, datetime.datetime | None]:
+            email.refresh_from_db()
+            return email.status, email.number_of_retries, email.scheduled_time
+
+        self.assertEqual(state(self.failed), (STATUS.queued, 0, None))
+        self.assertEqual(state(self.failed_for_tomorrow), (STATUS.queued, 0, self.future), "never moved earlier")
+        self.assertEqual(state(self.failed_past_schedule), (STATUS.queued, 0, None))
+        self.assertEqual(state(self.expired)[:2], (STATUS.failed, 3))
+        self.assertEqual(state(self.queued_for_tomorrow), (STATUS.queued, 3, self.future), "queued mail is untouched")
+        self.assertEqual(state(self.sent)[:2], (STATUS.sent, 3))
+        self.failed.refresh_from_db()
+        self.assertGreaterEqual(self.failed.last_updated, self.before)
+
+        # With its expiry cleared, the expired one is retried too.
+        Email.objects.filter(pk=self.expired.pk).update(expires_at=None)
+        self.assertIn("1 failed email will be retried.", [str(m) for m in self.retry(self.expired).context["messages"]])
+        self.assertEqual(state(self.expired)[:2], (STATUS.queued, 0))
+
+    def test_a_plain_get_changes_nothing(self):
+        self.client.get(LIST, {"action": "requeue", "_selected_action": [str(self.failed.pk)]})
+        self.failed.refresh_from_db()
+        self.assertEqual(self.failed.status, STATUS.failed)
