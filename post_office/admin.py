@@ -20,6 +20,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .choices import CLAIMABLE
 from .exceptions import InvalidArgument
 from .languages import normalize_language
 from .models import STATUS, Attachment, DeliverySwitch, Email, EmailTemplate, Log, WorkerHeartbeat
@@ -198,7 +199,7 @@ class EmailAdmin(admin.ModelAdmin):
     show_full_result_count = False
     date_hierarchy = "created"
     inlines = [LogInline]
-    actions = ["requeue"]
+    actions = ["requeue", "cancel", "restore"]
     # template_language: the translation actually used (a fallback when it differs from language).
     readonly_fields = (
         "created",
@@ -294,6 +295,32 @@ class EmailAdmin(admin.ModelAdmin):
                 % {"count": others},
                 messages.WARNING,
             )
+
+    @admin.action(description=_("Cancel selected queued emails"), permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        """Queued and requeued mail becomes cancelled: no worker claims it. "Restore" undoes it."""
+        count = queryset.filter(status__in=CLAIMABLE).update(status=STATUS.cancelled, last_updated=timezone.now())
+        self.message_user(
+            request,
+            ngettext("%(count)d email cancelled.", "%(count)d emails cancelled.", count) % {"count": count},
+        )
+        self._say_skipped(request, queryset.count() - count, _("only queued emails can be cancelled"))
+
+    @admin.action(description=_("Restore selected cancelled emails"), permissions=["change"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        """Cancelled mail goes back to the queue, with its schedule and expiry as they were."""
+        count = queryset.filter(status=STATUS.cancelled).update(status=STATUS.queued, last_updated=timezone.now())
+        self.message_user(
+            request,
+            ngettext("%(count)d email restored to the queue.", "%(count)d emails restored to the queue.", count)
+            % {"count": count},
+        )
+        self._say_skipped(request, queryset.count() - count, _("only cancelled emails can be restored"))
+
+    def _say_skipped(self, request: HttpRequest, skipped: int, why: object) -> None:
+        if skipped:
+            text = ngettext("%(count)d email was skipped: %(why)s.", "%(count)d emails were skipped: %(why)s.", skipped)
+            self.message_user(request, text % {"count": skipped, "why": why}, messages.WARNING)
 
 
 class TranslationForm(forms.ModelForm):

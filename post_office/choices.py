@@ -14,6 +14,8 @@ class STATUS(models.IntegerChoices):
     queued = 2, _("queued")
     requeued = 3, _("requeued")
     sending = 4, _("sending")
+    #: Cancelled in the admin: never sent, until someone restores it.
+    cancelled = 5, _("cancelled")
 
 
 class PRIORITY(models.IntegerChoices):

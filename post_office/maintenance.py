@@ -133,23 +133,27 @@ def purge_logs(days: int, result: str = "success", *, dry_run: bool = False, bat
 # -- deleting old mail (cleanup_mail): sent and failed only, never queued or scheduled mail
 
 
+#: What cleanup deletes once old: mail no worker will send any more.
+FINISHED = (STATUS.sent, STATUS.failed, STATUS.cancelled)
+
+
 def cleanup_expired_mails(
     cutoff: datetime.datetime, delete_attachments: bool = True, batch_size: int = 1000
 ) -> tuple[int, int]:
-    """Delete sent and failed emails created before ``cutoff``, in batches.
+    """Delete sent, failed and cancelled emails created before ``cutoff``, in batches.
 
     Returns ``(emails deleted, attachments deleted)``. Attachments no longer used
     by any email are deleted with their files when ``delete_attachments`` is True
     (a file shared by another attachment row is kept).
     """
     emails_deleted = 0
-    finished = Email.objects.filter(created__lt=cutoff, status__in=(STATUS.sent, STATUS.failed))
+    finished = Email.objects.filter(created__lt=cutoff, status__in=FINISHED)
     while True:
         ids = list(finished.order_by("id").values_list("id", flat=True)[:batch_size])
         if not ids:
             break
         with transaction.atomic():
-            Email.objects.filter(id__in=ids, status__in=(STATUS.sent, STATUS.failed)).delete()
+            Email.objects.filter(id__in=ids, status__in=FINISHED).delete()
         emails_deleted += len(ids)
     attachments_deleted = delete_orphan_attachments(batch_size) if delete_attachments else 0
     return emails_deleted, attachments_deleted

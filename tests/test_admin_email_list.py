@@ -10,6 +10,8 @@ from django.test import TestCase
 from django.utils import timezone
 
 from post_office import mail
+from post_office.delivery import Worker
+from post_office.maintenance import cleanup_expired_mails
 from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate
 
 LIST = "/admin/post_office/email/"
@@ -143,3 +145,50 @@ class RetryActionTest(TestCase):
         self.client.get(LIST, {"action": "requeue", "_selected_action": [str(self.failed.pk)]})
         self.failed.refresh_from_db()
         self.assertEqual(self.failed.status, STATUS.failed)
+
+
+class CancelActionTest(TestCase):
+    """Cancelled mail is never sent; restoring it puts it back in the queue as it was."""
+
+    def setUp(self) -> None:
+        self.client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+        self.tomorrow = timezone.now() + datetime.timedelta(days=1)
+        self.queued = mail.send(["a@example.com"], "from@example.com", subject="queued", message="m")
+        self.scheduled = mail.send(
+            ["b@example.com"], "from@example.com", subject="scheduled", message="m", scheduled_time=self.tomorrow
+        )
+        self.sent = mail.send(["c@example.com"], "from@example.com", subject="sent", message="m")
+        Email.objects.filter(pk=self.sent.pk).update(status=STATUS.sent)
+
+    def act(self, action: str, *emails: Email) -> list[str]:
+        data = {"action": action, "_selected_action": [str(e.pk) for e in emails], "index": "0"}
+        return [str(m) for m in self.client.post(LIST, data, follow=True).context["messages"]]
+
+    def statuses(self) -> dict[str, int]:
+        return dict(Email.objects.values_list("subject", "status"))
+
+    def test_cancel_then_restore(self):
+        shown = self.act("cancel", self.queued, self.scheduled, self.sent)
+        self.assertEqual(shown, ["2 emails cancelled.", "1 email was skipped: only queued emails can be cancelled."])
+        self.assertEqual(
+            self.statuses(), {"queued": STATUS.cancelled, "scheduled": STATUS.cancelled, "sent": STATUS.sent}
+        )
+        # The engine never sends cancelled mail.
+        with self.settings(POST_OFFICE={"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend"}}):
+            self.assertEqual(Worker(threads=1).run().attempted, 0)
+
+        shown = self.act("restore", self.queued, self.scheduled, self.sent)
+        self.assertEqual(
+            shown, ["2 emails restored to the queue.", "1 email was skipped: only cancelled emails can be restored."]
+        )
+        self.assertEqual(self.statuses(), {"queued": STATUS.queued, "scheduled": STATUS.queued, "sent": STATUS.sent})
+        self.assertEqual(Email.objects.get(pk=self.scheduled.pk).scheduled_time, self.tomorrow, "schedule kept")
+        with self.settings(POST_OFFICE={"BACKENDS": {"default": "django.core.mail.backends.locmem.EmailBackend"}}):
+            self.assertEqual(Worker(threads=1).run().sent, 1)  # the one due now
+
+    def test_old_cancelled_mail_is_cleaned_up(self):
+        self.act("cancel", self.queued)
+        Email.objects.update(created=timezone.now() - datetime.timedelta(days=100))
+        deleted, _attachments = cleanup_expired_mails(timezone.now() - datetime.timedelta(days=90))
+        self.assertEqual(deleted, 2)  # the cancelled one and the sent one
+        self.assertEqual(set(Email.objects.values_list("subject", flat=True)), {"scheduled"})
