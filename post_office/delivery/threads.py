@@ -27,6 +27,7 @@ from ..transport.connections import ConnectionPool
 from ..transport.failures import PartlyRefused
 from ..transport.ratelimit import wait_for_slot
 from ..transport.smtp import ConnectionBroken, Wire, WireBackend, partly_refused
+from .claim import BODIES
 from .stats import Outcome
 
 
@@ -308,5 +309,5 @@ def send_one(email: Email, pool: ConnectionPool, throttle: float = 0, try_wire: 
 
 def _drop_bodies(email: Email) -> None:
     """Forget large bodies loaded for one send: the email waits to be recorded without them."""
-    for name in ("message", "html_message"):
+    for name in BODIES:
         email.__dict__.pop(name, None)
