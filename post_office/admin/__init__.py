@@ -1,0 +1,21 @@
+"""The admin: find and understand mail, act on it safely, edit templates, watch delivery.
+
+Importing this package registers every ModelAdmin with ``django.contrib.admin.site``
+(``admin.autodiscover()`` does it); each wing lives in its own module.
+"""
+
+from .attachments import AttachmentAdmin
+from .delivery import DeliverySwitchAdmin, LogAdmin, WorkerHeartbeatAdmin
+from .email_templates import EmailTemplateAdmin
+from .emails import EmailAdmin
+from .forms import EmailForm
+
+__all__ = [
+    "AttachmentAdmin",
+    "DeliverySwitchAdmin",
+    "EmailAdmin",
+    "EmailForm",
+    "EmailTemplateAdmin",
+    "LogAdmin",
+    "WorkerHeartbeatAdmin",
+]

@@ -1,0 +1,184 @@
+"""The email list and form: find mail, see what happened to it, retry, cancel and restore it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Case, F, Model, QuerySet, Value, When
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..choices import CLAIMABLE
+from ..models import STATUS, DeliverySwitch, Email, Log
+from .attachments import download_link
+from .filters import BackendAliasFilter, LanguageFilter
+from .forms import EmailForm
+
+
+class LogInline(admin.TabularInline):
+    model = Log
+    extra = 0
+    can_delete = False
+    readonly_fields = ("date", "status", "exception_type", "message")
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(Email)
+class EmailAdmin(admin.ModelAdmin):
+    form = EmailForm
+    list_display = (
+        "id",
+        "recipients",
+        "subject",
+        "status",
+        "priority",
+        "template",
+        "backend",
+        "scheduled_time",
+        "last_updated",
+    )
+    list_select_related = ("template",)
+    list_filter = (
+        "status",
+        "priority",
+        ("template", admin.RelatedOnlyFieldListFilter),
+        BackendAliasFilter,
+        LanguageFilter,
+        ("created", admin.DateFieldListFilter),
+        ("scheduled_time", admin.DateFieldListFilter),
+    )
+    # Recipients are JSON lists: searched as text, so any part of an address matches.
+    search_fields = ("to", "cc", "bcc", "subject", "from_email", "message_id")
+    # No count of the whole table on each page (millions of rows).
+    show_full_result_count = False
+    date_hierarchy = "created"
+    inlines = [LogInline]
+    actions = ["requeue", "cancel", "restore"]
+    # template_language: the translation actually used (a fallback when it differs from language).
+    readonly_fields = (
+        "created",
+        "last_updated",
+        "claimed_by",
+        "lease_expires_at",
+        "message_id",
+        "template_language",
+        "template_file",
+        "attachment_links",
+    )
+
+    @admin.display(description=_("to"))
+    def recipients(self, obj: Email) -> str:
+        """The first recipient, and how many more (in to, cc and bcc)."""
+        everyone = [*obj.to, *obj.cc, *obj.bcc]
+        if not everyone:
+            return ""
+        more = len(everyone) - 1
+        return f"{everyone[0]} +{more}" if more else str(everyone[0])
+
+    @admin.display(description=_("backend"), ordering="backend_alias")
+    def backend(self, obj: Email) -> str:
+        return obj.backend_alias or str(_("default"))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if request.method == "GET" and DeliverySwitch.is_paused():
+            self.message_user(
+                request,
+                _("Delivery is paused: emails are queued but not sent until it is resumed."),
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description=_("attachments"))
+    def attachment_links(self, obj: Email) -> str:
+        if obj.pk is None:
+            return ""
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 - a constant
+            "{}",
+            ((download_link(self.admin_site, attachment),) for attachment in obj.attachments.order_by("pk")),
+        )
+
+    # A view-only staff user sees the changelist but may not run actions that change mail.
+    # The name stays "requeue" (django-post_office's), so links and scripts written for it work.
+    @admin.action(description=_("Retry selected failed emails"), permissions=["change"])
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        """Queue failed emails again with their attempts reset; skip, and say why, what cannot be retried.
+
+        An admin action is a POST, never a plain GET. A future schedule is kept (never
+        moved earlier); expired mail stays failed until its expiry is cleared; mail that
+        is queued, being sent or sent is not touched (a sent email is resent, not retried).
+        """
+        now = timezone.now()
+        failed = queryset.filter(status=STATUS.failed)
+        expired = failed.filter(expires_at__lte=now).count()
+        others = queryset.exclude(status=STATUS.failed).count()
+        count = failed.exclude(expires_at__lte=now).update(
+            status=STATUS.queued,
+            number_of_retries=0,
+            claimed_by="",
+            lease_expires_at=None,
+            last_updated=now,
+            scheduled_time=Case(When(scheduled_time__gt=now, then=F("scheduled_time")), default=Value(None)),
+        )
+        self.message_user(
+            request,
+            ngettext("%(count)d failed email will be retried.", "%(count)d failed emails will be retried.", count)
+            % {"count": count},
+            messages.SUCCESS if count else messages.INFO,
+        )
+        if expired:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d email was skipped: it has expired (clear its expiry to retry it).",
+                    "%(count)d emails were skipped: they have expired (clear their expiry to retry them).",
+                    expired,
+                )
+                % {"count": expired},
+                messages.WARNING,
+            )
+        if others:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d email was skipped: only failed emails are retried (it is queued, being sent or sent).",
+                    "%(count)d emails were skipped: only failed emails are retried (they are queued, being sent "
+                    "or sent).",
+                    others,
+                )
+                % {"count": others},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Cancel selected queued emails"), permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        """Queued and requeued mail becomes cancelled: no worker claims it. "Restore" undoes it."""
+        count = queryset.filter(status__in=CLAIMABLE).update(status=STATUS.cancelled, last_updated=timezone.now())
+        self.message_user(
+            request,
+            ngettext("%(count)d email cancelled.", "%(count)d emails cancelled.", count) % {"count": count},
+        )
+        self._say_skipped(request, queryset.count() - count, _("only queued emails can be cancelled"))
+
+    @admin.action(description=_("Restore selected cancelled emails"), permissions=["change"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        """Cancelled mail goes back to the queue, with its schedule and expiry as they were."""
+        count = queryset.filter(status=STATUS.cancelled).update(status=STATUS.queued, last_updated=timezone.now())
+        self.message_user(
+            request,
+            ngettext("%(count)d email restored to the queue.", "%(count)d emails restored to the queue.", count)
+            % {"count": count},
+        )
+        self._say_skipped(request, queryset.count() - count, _("only cancelled emails can be restored"))
+
+    def _say_skipped(self, request: HttpRequest, skipped: int, why: object) -> None:
+        if skipped:
+            text = ngettext("%(count)d email was skipped: %(why)s.", "%(count)d emails were skipped: %(why)s.", skipped)
+            self.message_user(request, text % {"count": skipped, "why": why}, messages.WARNING)
