@@ -35,6 +35,7 @@ __all__ = [
     "EmailQuerySet",
     "EmailTemplate",
     "EmailTemplateQuerySet",
+    "EmailTemplateVersion",
     "Log",
     "WorkerHeartbeat",
     "get_attachment_storage",
@@ -472,6 +473,8 @@ class Log(models.Model):
     status = models.PositiveSmallIntegerField(_("status"), choices=STATUS_CHOICES)
     exception_type = models.CharField(_("exception type"), max_length=255, blank=True)
     message = models.TextField(_("message"), blank=True)
+    #: The claim (worker run) that made the attempt; empty for attempts made outside a claim.
+    worker = models.CharField(_("worker"), max_length=100, blank=True, default="", db_default="")
 
     class Meta:
         app_label = "post_office"
@@ -481,6 +484,33 @@ class Log(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_status_display()} {self.date:%Y-%m-%d %H:%M:%S}"
+
+
+class EmailTemplateVersion(models.Model):
+    """A template or translation as it was before one of its saves (its history in the admin)."""
+
+    template = models.ForeignKey(
+        EmailTemplate, verbose_name=_("template"), related_name="versions", on_delete=models.CASCADE
+    )
+    #: When this version was replaced by a save (it was the template's content until then).
+    replaced_at = models.DateTimeField(_("replaced at"), db_index=True)
+    #: Who made the save that replaced it ('' when not saved by a signed-in user).
+    replaced_by = models.CharField(_("replaced by"), max_length=150, blank=True, default="")
+    name = models.CharField(_("name"), max_length=255)
+    description = models.TextField(_("description"), blank=True)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    content = models.TextField(_("content"), blank=True)
+    html_content = models.TextField(_("HTML content"), blank=True)
+    language = models.CharField(_("language"), max_length=12, blank=True, default="")
+
+    class Meta:
+        app_label = "post_office"
+        verbose_name = _("template version")
+        verbose_name_plural = _("template versions")
+        ordering = ["-replaced_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.language}] {self.replaced_at:%Y-%m-%d %H:%M:%S}"
 
 
 class WorkerHeartbeat(models.Model):
