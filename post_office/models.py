@@ -30,6 +30,7 @@ __all__ = [
     "PRIORITY",
     "STATUS",
     "Attachment",
+    "DeliveryHealth",
     "DeliverySwitch",
     "Email",
     "EmailQuerySet",
@@ -534,6 +535,18 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DeliveryHealth(WorkerHeartbeat):
+    """No data of its own: the admin's "Delivery health" page hangs on it (index link, permissions)."""
+
+    class Meta:
+        proxy = True
+        app_label = "post_office"
+        # Who may see the page is decided by the permissions on Email, not by its own.
+        default_permissions = ()
+        verbose_name = _("delivery health")
+        verbose_name_plural = _("delivery health")
 
 
 class DeliverySwitch(models.Model):
