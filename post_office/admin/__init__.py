@@ -5,10 +5,10 @@ Importing this package registers every ModelAdmin with ``django.contrib.admin.si
 """
 
 from .attachments import AttachmentAdmin
+from .compose import EmailForm
 from .delivery import DeliverySwitchAdmin, LogAdmin, WorkerHeartbeatAdmin
 from .email_templates import EmailTemplateAdmin
 from .emails import EmailAdmin
-from .forms import EmailForm
 
 __all__ = [
     "AttachmentAdmin",

@@ -14,10 +14,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..choices import CLAIMABLE
+from ..enqueue.store import persist, store_edit
 from ..models import STATUS, DeliverySwitch, Email, Log
 from .attachments import download_link
+from .compose import EmailForm
 from .filters import BackendAliasFilter, LanguageFilter
-from .forms import EmailForm
 
 
 class LogInline(admin.TabularInline):
@@ -61,6 +62,14 @@ class EmailAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     inlines = [LogInline]
     actions = ["requeue", "cancel", "restore"]
+    fieldsets = (
+        (None, {"fields": ("from_email", "to", "cc", "bcc")}),
+        (
+            _("Content"),
+            {"fields": ("template", "language", "context", "render_on_delivery", "subject", "message", "html_message")},
+        ),
+        (_("Delivery"), {"fields": ("priority", "scheduled_time", "expires_at", "backend_alias", "headers")}),
+    )
     # template_language: the translation actually used (a fallback when it differs from language).
     readonly_fields = (
         "created",
@@ -72,6 +81,24 @@ class EmailAdmin(admin.ModelAdmin):
         "template_file",
         "attachment_links",
     )
+
+    def save_model(self, request: HttpRequest, obj: Email, form: Any, change: bool) -> None:
+        """Store what the form prepared as ``mail.send`` would: a new email is queued, a queued one replaced."""
+        prepared = getattr(form, "prepared", None)
+        if prepared is None:
+            super().save_model(request, obj, form, change)
+        elif not change:
+            persist([prepared])
+        elif not store_edit(obj, prepared):
+            self.message_user(
+                request,
+                _("This email was claimed for delivery or sent meanwhile; your changes were not saved."),
+                messages.ERROR,
+            )
+
+    @admin.display(description=_("render on delivery"), boolean=True)
+    def render_on_delivery(self, obj: Email) -> bool:
+        return obj.context is not None and bool(obj.template_id or obj.template_file)
 
     @admin.display(description=_("to"))
     def recipients(self, obj: Email) -> str:

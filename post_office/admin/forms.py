@@ -1,121 +1,105 @@
-"""Admin forms: every value checked by the rules ``mail.send`` applies."""
+"""Admin forms for templates and their translations."""
 
 from __future__ import annotations
 
-import datetime
+from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.template import TemplateSyntaxError
 from django.utils.translation import gettext_lazy as _
 
-from ..exceptions import InvalidArgument
 from ..languages import normalize_language
-from ..models import Email, EmailTemplate
-from ..validation import (
-    check_json_context,
-    check_no_line_breaks,
-    parse_address,
-    parse_addresses,
-    parse_datetime,
-    parse_headers,
-)
+from ..models import EmailTemplate
+from ..restricted import database_template_engine
+from ..validation import compile_source, syntax_error_line
 
 
-class AddressListField(forms.CharField):
-    """A list of addresses edited one per line (never split on commas: a display name may hold one)."""
+class TemplateEditor(forms.Textarea):
+    """A textarea for template code; post_office/template_editor.js adds line numbers, Tab indents and tag marks.
 
-    widget = forms.Textarea(attrs={"rows": 3})
+    Without JavaScript it stays a plain (monospace) textarea.
+    """
 
-    def prepare_value(self, value: object) -> object:
-        return "\n".join(value) if isinstance(value, list) else value
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        defaults = {
+            "class": "vLargeTextField po-code-editor",
+            "rows": 14,
+            "cols": 80,
+            "spellcheck": "false",
+            "autocomplete": "off",
+            "autocapitalize": "off",
+        }
+        super().__init__({**defaults, **(attrs or {})})
 
-    def to_python(self, value: object) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
-        return [line.strip() for line in str(text).splitlines() if line.strip()]
+    class Media:
+        css = {"all": ["post_office/template_admin.css"]}
+        js = ["post_office/template_editor.js"]
 
 
-class EmailForm(forms.ModelForm):
-    """The Email add/change form: every value is checked by the rules ``mail.send`` applies."""
+class TemplateSourceForm(forms.ModelForm):
+    """Each template source is compiled on its own: a syntax error shows at its field, with its line."""
 
-    to = AddressListField(label=_("to"), required=False, help_text=_("One address per line."))
-    cc = AddressListField(label=_("cc"), required=False, help_text=_("One address per line."))
-    bcc = AddressListField(label=_("bcc"), required=False, help_text=_("One address per line."))
-
-    class Meta:
-        model = Email
-        fields = [
-            "from_email",
-            "to",
-            "cc",
-            "bcc",
-            "subject",
-            "message",
-            "html_message",
-            "alternatives",
-            "status",
-            "priority",
-            "scheduled_time",
-            "expires_at",
-            "number_of_retries",
-            "headers",
-            "context",
-            "template",
-            "language",
-            "backend_alias",
-        ]
-
-    def clean_from_email(self) -> str:
-        return parse_address(self.cleaned_data["from_email"], "from_email")
-
-    def clean_to(self) -> list[str]:
-        return parse_addresses(self.cleaned_data["to"], "to")
-
-    def clean_cc(self) -> list[str]:
-        return parse_addresses(self.cleaned_data["cc"], "cc")
-
-    def clean_bcc(self) -> list[str]:
-        return parse_addresses(self.cleaned_data["bcc"], "bcc")
+    def _check_source(self, name: str) -> str:
+        value = self.cleaned_data.get(name) or ""
+        if not value:
+            return value
+        try:
+            compile_source(database_template_engine(), value)
+        except TemplateSyntaxError as error:
+            line = syntax_error_line(error)
+            if line is None:
+                raise ValidationError(str(error), code="template_syntax") from None
+            # The editor marks the line (template_editor.js reads this attribute).
+            self.fields[name].widget.attrs["data-error-line"] = str(line)
+            raise ValidationError(
+                _("Line %(line)s: %(error)s"), code="template_syntax", params={"line": line, "error": error}
+            ) from None
+        return value
 
     def clean_subject(self) -> str:
-        return check_no_line_breaks("subject", self.cleaned_data["subject"])
+        return self._check_source("subject")
 
-    def clean_scheduled_time(self) -> datetime.datetime | None:
-        return parse_datetime(self.cleaned_data["scheduled_time"], "scheduled_time")
+    def clean_content(self) -> str:
+        return self._check_source("content")
 
-    def clean_expires_at(self) -> datetime.datetime | None:
-        return parse_datetime(self.cleaned_data["expires_at"], "expires_at")
+    def clean_html_content(self) -> str:
+        return self._check_source("html_content")
 
-    def clean_headers(self) -> dict[str, str] | None:
-        return parse_headers(self.cleaned_data["headers"])
-
-    def clean_context(self) -> dict[str, object] | None:
-        context = self.cleaned_data["context"]
-        return None if context is None else check_json_context(context)
-
-    def clean_alternatives(self) -> list[list[str]]:
-        alternatives = self.cleaned_data["alternatives"] or []
-        if not isinstance(alternatives, list) or not all(
-            isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)
-            for item in alternatives
-        ):
-            raise InvalidArgument("alternatives", alternatives, "must be a list of [content, mimetype] pairs")
-        for _content, mimetype in alternatives:
-            check_no_line_breaks("alternatives mimetype", mimetype)
-        return alternatives
-
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean() or {}
-        if not any(cleaned.get(name) for name in ("to", "cc", "bcc")) and not self.errors:
-            self.add_error("to", _("An email needs at least one recipient."))
-        return cleaned
+    def _update_errors(self, errors: ValidationError) -> None:
+        # The model's clean() compiles the same sources: a field that already has its own
+        # error (translated, with the line) does not get the model's copy of it as well.
+        if hasattr(errors, "error_dict"):
+            kept = {
+                field: messages
+                for field, messages in errors.error_dict.items()
+                if not (field in EmailTemplate.TEMPLATE_FIELDS and field in self._errors)
+            }
+            errors = ValidationError(kept)
+        super()._update_errors(errors)  # type: ignore[misc]
 
 
-class TranslationForm(forms.ModelForm):
-    language = forms.ChoiceField(choices=lambda: list(settings.LANGUAGES))
+class EmailTemplateForm(TemplateSourceForm):
+    """The base template: its name, description and the three sources."""
+
+    class Meta:
+        model = EmailTemplate
+        fields = ("name", "description", "subject", "content", "html_content")
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
+            "content": TemplateEditor(),
+            "html_content": TemplateEditor(),
+        }
+
+
+class TranslationForm(TemplateSourceForm):
+    language = forms.ChoiceField(label=_("language"), choices=lambda: list(settings.LANGUAGES))
 
     class Meta:
         model = EmailTemplate
         fields = ("language", "subject", "content", "html_content")
+        widgets = {"content": TemplateEditor(), "html_content": TemplateEditor()}
 
     def _get_validation_exclusions(self) -> set[str]:
         # On the add page the template is not saved yet, so a new translation's link to it

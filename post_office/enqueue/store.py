@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import transaction
+from django.utils import timezone
 
-from ..choices import PRIORITY
+from ..choices import CLAIMABLE, PRIORITY, STATUS
 from ..delivery.worker import Worker
 from ..exceptions import InvalidArgument, InvalidEmail
 from ..models import Email
@@ -76,6 +77,56 @@ def _after_commit(emails: list[Email], log_level: int | None) -> None:
                 email.status = fresh.status
                 email.number_of_retries = fresh.number_of_retries
                 email.scheduled_time = fresh.scheduled_time
+
+
+#: States in which an email may still be edited: no worker holds it and it was never sent.
+EDITABLE = (*CLAIMABLE, STATUS.cancelled)
+
+#: What an edit replaces: everything ``prepare`` decides, nothing of the email's history.
+EDITED_FIELDS = (
+    "from_email",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "message",
+    "html_message",
+    "alternatives",
+    "headers",
+    "priority",
+    "scheduled_time",
+    "expires_at",
+    "backend_alias",
+    "language",
+    "template",
+    "template_language",
+    "template_file",
+    "context",
+    "message_id",
+)
+
+
+def prepare_one(request: EmailRequest) -> Prepared:
+    """Validate and render one request exactly as ``mail.send`` does, without storing anything."""
+    return _prepare(request, lookup_for([request]))
+
+
+def store_edit(email: Email, prepared: Prepared) -> bool:
+    """Replace a queued (or cancelled) email's content with a prepared one; False if it is no longer editable.
+
+    One conditional UPDATE: an email a worker claimed meanwhile (or that was
+    sent) is left alone. Its id, status, attempts and history stay.
+    """
+    values = {name: getattr(prepared.email, name) for name in EDITED_FIELDS}
+    with transaction.atomic():
+        updated = Email.objects.filter(pk=email.pk, status__in=EDITABLE).update(**values, last_updated=timezone.now())
+        if updated:
+            for name, value in values.items():
+                setattr(email, name, value)
+            store_attachments([(email, prepared.attachments)])
+    if updated:
+        notify_queued()  # its new schedule may be due now: wake PostgreSQL workers
+    return bool(updated)
 
 
 def queue_one(request: EmailRequest, *, log_level: int | None = None, commit: bool = True) -> Email:
