@@ -61,7 +61,9 @@ docs: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/python example/demo.py
 
+# The admin on the demo's own database (example/demo.sqlite3): run `make demo` first to fill it.
 run: $(BIN)/.installed
+	@test -f example/demo.sqlite3 || echo "example/demo.sqlite3 does not exist yet: run 'make demo' first to fill it with mail."
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_demo_admin
 	@echo "Open http://127.0.0.1:8000/admin/ and log in as admin / admin"

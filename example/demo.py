@@ -40,6 +40,8 @@ SINGLE = 30  # through mail.send, one at a time
 DJANGO_API = 5  # through django.core.mail (EMAIL_BACKEND / MAILERS = post_office.EmailBackend)
 HIGH, MEDIUM_MIN = 60, 100  # keep at least one batch (BATCH_SIZE=100) of medium between high and low
 SENDER = "Example Shop <shop@example.com>"
+#: The demo's SMTP server refuses every recipient at this domain (550, no such mailbox).
+REFUSED_DOMAIN = "nowhere.example.com"
 
 
 @dataclass
@@ -197,6 +199,16 @@ def queue_emails(scratch: Path) -> dict[str, Expected]:
     )
     expected[ref] = Expected(ref=ref, email_id=email.pk, should_arrive=False)
 
+    # 5b. To a mailbox the server refuses for good (550): fails at once, with the server's reply in its log.
+    ref = "bounced-0000"
+    email = mail.send(
+        f"nobody@{REFUSED_DOMAIN}",
+        SENDER,
+        subject=f"[{ref}] Nobody home",
+        message="The server refuses this recipient.",
+    )
+    expected[ref] = Expected(ref=ref, email_id=email.pk, should_arrive=False)
+
     # 6. Through Django's own mail API: the configured backend queues it.
     for i in range(DJANGO_API):
         ref = f"django-{i:04d}"
@@ -228,7 +240,7 @@ def ref_of(subject: str) -> str:
 def main() -> int:
     db_path, media_root = prepare_environment()
     started = time.monotonic()
-    with SMTPSink() as sink, tempfile.TemporaryDirectory() as scratch:
+    with SMTPSink(refuse_domains=(REFUSED_DOMAIN,)) as sink, tempfile.TemporaryDirectory() as scratch:
         os.environ["DEMO_SMTP_PORT"] = str(sink.port)  # read by example/settings.py at setup
         os.environ["DEMO_ATTACHMENT_DIR"] = os.path.realpath(scratch)  # the report.csv attached by path
         import django
@@ -273,6 +285,7 @@ def main() -> int:
         "the expired and future ones did not, attachments are intact, translations and priority order hold."
     )
     print(f"DEMO OK: the SMTP sink received exactly the {sent} sent emails, attachments intact.")
+    print("To look at this mail in the admin: make run, then log in as admin / admin.")
     return 0
 
 
@@ -298,8 +311,8 @@ def check(
     should_arrive = sum(1 for item in expected.values() if item.should_arrive)
     if sent != should_arrive or total != len(expected):
         errors.append(f"{sent} of {total} emails sent; expected {should_arrive} of {len(expected)}")
-    if failed != 1 or queued != 1:
-        errors.append(f"expected 1 failed (expired) and 1 still queued (future); got {failed} and {queued}")
+    if failed != 2 or queued != 1:
+        errors.append(f"expected 2 failed (expired, refused) and 1 still queued (future); got {failed} and {queued}")
     unknown = set(arrivals) - set(expected)
     if unknown:
         errors.append(f"unexpected messages arrived: {sorted(unknown)[:5]}")
@@ -315,7 +328,7 @@ def check(
         if not item.should_arrive:
             if indexes:
                 errors.append(f"{ref}: arrived {len(indexes)} time(s) but must never be sent")
-            want = STATUS.failed if ref.startswith("expired") else STATUS.queued
+            want = STATUS.failed if ref.startswith(("expired", "bounced")) else STATUS.queued
             if email.status != want:
                 errors.append(f"{ref}: status {email.status}, expected {want}")
             continue

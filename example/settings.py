@@ -2,8 +2,9 @@
 
 Environment variables let the demo reuse these settings unchanged:
 
-- ``DEMO_DB_PATH``: the SQLite file (default ``example/db.sqlite3``).
-- ``DEMO_MEDIA_ROOT``: where attachment files are stored (default ``example/media``).
+- ``DEMO_DB_PATH``: the SQLite file (default ``example/demo.sqlite3``, the one ``make demo``
+  fills, so ``make run`` shows the demo's mail in the admin).
+- ``DEMO_MEDIA_ROOT``: where attachment files are stored (default ``example/demo_media``).
 - ``DEMO_ATTACHMENT_DIR``: the one directory attachments may be read from by
   path (default ``example/reports``).
 - ``DEMO_SMTP_PORT``: deliver over SMTP to 127.0.0.1 on this port. Without it,
@@ -70,7 +71,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DEMO_DB_PATH") or str(BASE_DIR / "db.sqlite3"),
+        "NAME": os.environ.get("DEMO_DB_PATH") or str(BASE_DIR / "demo.sqlite3"),
         # Several workers on SQLite: take the write lock when a transaction begins.
         "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
@@ -78,7 +79,7 @@ DATABASES = {
 
 STATIC_URL = "static/"
 MEDIA_URL = "media/"
-MEDIA_ROOT = os.environ.get("DEMO_MEDIA_ROOT") or str(BASE_DIR / "media")
+MEDIA_ROOT = os.environ.get("DEMO_MEDIA_ROOT") or str(BASE_DIR / "demo_media")
 
 DEFAULT_FROM_EMAIL = "Example Shop <shop@example.com>"
 SERVER_EMAIL = "server@example.com"

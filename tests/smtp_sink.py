@@ -31,6 +31,12 @@ class _Handler:
     def __init__(self, sink: SMTPSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's hook name
+        if address.rpartition("@")[2].lower() in self.sink.refuse_domains:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         with self.sink.lock:
             self.sink.messages.append(
@@ -50,8 +56,10 @@ def free_port() -> int:
 class SMTPSink:
     """``with SMTPSink() as sink:`` runs a server; ``sink.messages`` is what arrived."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, refuse_domains: tuple[str, ...] = ()) -> None:
         self.host = host
+        #: Recipients at these domains are refused for good (550), like a mailbox that does not exist.
+        self.refuse_domains = {domain.lower() for domain in refuse_domains}
         self.port = port or free_port()
         self.messages: list[Received] = []
         self.lock = threading.Lock()
