@@ -61,6 +61,8 @@ KNOWN_KEYS = frozenset(
         "EMPTY_QUEUE_SLEEP",
         "PAUSED",
         "HEARTBEAT_INTERVAL",
+        "HEALTH_MAX_AGE",
+        "HEALTH_MAX_SILENCE",
     }
 )
 
@@ -235,6 +237,23 @@ class PostOfficeSettings:
     def HEARTBEAT_INTERVAL(self) -> float:
         """Seconds between the long-running worker's heartbeat writes: 10."""
         return float(self._get("HEARTBEAT_INTERVAL", 10))
+
+    @property
+    def HEALTH_MAX_AGE(self) -> float:
+        """Minutes the oldest due email may wait before ``mail_delivery health`` calls mail stuck: 30.
+
+        The admin's health page warns past the same age; ``--max-age`` overrides it.
+        """
+        return float(self._get("HEALTH_MAX_AGE", 30))
+
+    @property
+    def HEALTH_MAX_SILENCE(self) -> float:
+        """Minutes without a sign of life from any worker, while mail is due, before mail counts as stuck: 10.
+
+        Workers are ``runmailer`` processes and ``send_queued_mail`` runs (their
+        heartbeats); ``--max-silence`` overrides it.
+        """
+        return float(self._get("HEALTH_MAX_SILENCE", 10))
 
     @property
     def MESSAGE_ID_ENABLED(self) -> bool:

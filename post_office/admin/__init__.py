@@ -9,9 +9,11 @@ from .compose import EmailForm
 from .delivery import DeliverySwitchAdmin, LogAdmin, WorkerHeartbeatAdmin
 from .email_templates import EmailTemplateAdmin
 from .emails import EmailAdmin
+from .health import DeliveryHealthAdmin
 
 __all__ = [
     "AttachmentAdmin",
+    "DeliveryHealthAdmin",
     "DeliverySwitchAdmin",
     "EmailAdmin",
     "EmailForm",

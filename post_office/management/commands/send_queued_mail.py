@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from post_office.delivery.heartbeat import RunHeartbeat
 from post_office.delivery.processes import run_processes
 from post_office.delivery.stats import RunStats
 
@@ -36,14 +37,16 @@ class Command(BaseCommand):
         if options["verbosity"] >= 2:
             logging.getLogger("post_office").setLevel(logging.DEBUG)
         progress = self._progress if options["progress"] else None
-        stats = run_processes(
-            processes=options["processes"],
-            batch_size=options["batch_size"],
-            log_level=options["log_level"],
-            max_emails=options["max_emails"],
-            max_seconds=options["max_seconds"],
-            on_progress=progress,
-        )
+        # The row 'send_queued_mail@<host>' the health page and 'mail_delivery health' read.
+        with RunHeartbeat("send_queued_mail").running() as heartbeat:
+            heartbeat.stats = stats = run_processes(
+                processes=options["processes"],
+                batch_size=options["batch_size"],
+                log_level=options["log_level"],
+                max_emails=options["max_emails"],
+                max_seconds=options["max_seconds"],
+                on_progress=heartbeat.progress(progress),
+            )
         if progress:
             self.stdout.write("")
         if options["verbosity"] >= 1:
