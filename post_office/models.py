@@ -330,6 +330,9 @@ class EmailTemplate(models.Model):
 
     objects = EmailTemplateQuerySet.as_manager()
 
+    #: Who is saving (a user name): recorded as ``replaced_by`` of the version a save keeps.
+    saved_by = ""
+
     class Meta:
         app_label = "post_office"
         verbose_name = _("email template")
@@ -350,12 +353,25 @@ class EmailTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.name} [{self.language}]" if self.language else self.name
 
+    #: The fields a version keeps (EmailTemplateVersion): a save that changes one of them keeps the old text.
+    VERSIONED_FIELDS = ("name", "description", "subject", "content", "html_content", "language")
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.prepare_for_save()
-        old = None
-        if self.pk and (self.default_template_id is None or _caching()):
-            old = type(self)._base_manager.filter(pk=self.pk).values_list("name", flat=True).first()
-        super().save(*args, **kwargs)
+        previous = None
+        if self.pk:
+            previous = type(self)._base_manager.filter(pk=self.pk).values(*self.VERSIONED_FIELDS).first()
+        old = previous["name"] if previous else None
+        if previous is not None and any(previous[field] != getattr(self, field) for field in self.VERSIONED_FIELDS):
+            # Every save that changes the text keeps the text it replaces (its history in the admin).
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            with transaction.atomic(using=using):
+                super().save(*args, **kwargs)
+                EmailTemplateVersion.objects.using(using).create(
+                    template=self, replaced_at=timezone.now(), replaced_by=self.saved_by[:150], **previous
+                )
+        else:
+            super().save(*args, **kwargs)
         if old is not None and old != self.name and self.default_template_id is None:
             # Keep every translation under its base template's name.
             models.QuerySet(model=type(self)).filter(default_template=self).update(name=self.name)

@@ -74,7 +74,7 @@ class TemplateSourceForm(forms.ModelForm):
             kept = {
                 field: messages
                 for field, messages in errors.error_dict.items()
-                if not (field in EmailTemplate.TEMPLATE_FIELDS and field in self._errors)
+                if not (field in EmailTemplate.TEMPLATE_FIELDS and field in self.errors)
             }
             errors = ValidationError(kept)
         super()._update_errors(errors)  # type: ignore[misc]
