@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Case, F, Model, QuerySet, Value, When
+from django.db.models import Case, F, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -15,24 +15,16 @@ from django.utils.translation import ngettext
 
 from ..choices import CLAIMABLE
 from ..enqueue.store import persist, store_edit
-from ..models import STATUS, DeliverySwitch, Email, Log
+from ..models import STATUS, DeliverySwitch, Email
 from .attachments import download_link
 from .compose import EmailForm
+from .email_detail import EmailDetailMixin
 from .filters import BackendAliasFilter, LanguageFilter
-
-
-class LogInline(admin.TabularInline):
-    model = Log
-    extra = 0
-    can_delete = False
-    readonly_fields = ("date", "status", "exception_type", "message")
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
+from .resend import ResendMixin
 
 
 @admin.register(Email)
-class EmailAdmin(admin.ModelAdmin):
+class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
     form = EmailForm
     list_display = (
         "id",
@@ -60,8 +52,9 @@ class EmailAdmin(admin.ModelAdmin):
     # No count of the whole table on each page (millions of rows).
     show_full_result_count = False
     date_hierarchy = "created"
-    inlines = [LogInline]
-    actions = ["requeue", "cancel", "restore"]
+    # The attempts are the detail page's timeline (email_detail), not an inline.
+    inlines = ()
+    actions = ["requeue", "cancel", "restore", "resend_emails"]
     fieldsets = (
         (None, {"fields": ("from_email", "to", "cc", "bcc")}),
         (

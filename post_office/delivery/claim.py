@@ -162,7 +162,9 @@ def _fail_unreadable(pk: int, token: str, error: BaseException) -> None:
     )
     columns = ", ".join(sorted(cleared)) or "unknown"
     message = f"The stored email could not be read back ({type(error).__name__}: {error}); cleared: {columns}"
-    Log.objects.create(email_id=pk, status=STATUS.failed, exception_type="UnreadableRow", message=message[:10000])
+    Log.objects.create(
+        email_id=pk, status=STATUS.failed, exception_type="UnreadableRow", message=message[:10000], worker=token
+    )
     logger.error("Email %s failed: %s", pk, message, extra={"email_id": pk})
 
 
@@ -226,7 +228,13 @@ def fail_expired(worker: str, log: bool) -> int:
             mine = Email.objects.filter(id__in=ids, claimed_by=token)
             if log:
                 Log.objects.bulk_create(
-                    Log(email_id=pk, status=STATUS.failed, exception_type="Expired", message="expires_at has passed")
+                    Log(
+                        email_id=pk,
+                        status=STATUS.failed,
+                        exception_type="Expired",
+                        message="expires_at has passed",
+                        worker=worker,
+                    )
                     for pk in mine.values_list("id", flat=True)
                 )
             mine.update(claimed_by="")

@@ -4,6 +4,8 @@ Results are written only where the claim token still matches, so a worker whose
 lease ran out never overwrites the result of the worker that took the email
 over. Sent emails cost one UPDATE per claim token and one ``INSERT ... SELECT``
 of Log rows; failures one UPDATE each for failed and requeued and one Log insert.
+Each Log row names the claim it was made under (``Log.worker``), or the worker
+when the attempt was made outside a claim (``Email.dispatch()``).
 """
 
 from __future__ import annotations
@@ -35,12 +37,22 @@ logger = logging.getLogger("post_office")
 
 
 class Recorder:
-    """Writes results for one worker: ``log_level`` decides the Log rows, ``stats`` counts, ``on_progress`` hears."""
+    """Writes results for one worker: ``log_level`` decides the Log rows, ``stats`` counts, ``on_progress`` hears.
 
-    def __init__(self, log_level: int, stats: RunStats, on_progress: Callable[[RunStats], None] | None) -> None:
+    ``worker``: the worker's name, written in the Log rows of attempts made outside a claim.
+    """
+
+    def __init__(
+        self,
+        log_level: int,
+        stats: RunStats,
+        on_progress: Callable[[RunStats], None] | None,
+        worker: str = "",
+    ) -> None:
         self.log_level = log_level
         self.stats = stats
         self.on_progress = on_progress
+        self.worker = worker
 
     def record(self, token: str | None, outcomes: list[Outcome]) -> None:
         """Write sent / requeued / failed statuses and Log rows for a chunk of attempts.
@@ -73,7 +85,7 @@ class Recorder:
             if sent:
                 # Emails sent with some recipients refused have their own Log row already.
                 logged = {pk for pk, _status, _kind, _text in logs}
-                _record_sent(sent, tokens, now, log=self.log_level >= 2, logged=logged)
+                _record_sent(sent, tokens, now, log=self.log_level >= 2, logged=logged, worker=self.worker)
             if failed:
                 _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
             if requeued:
@@ -96,7 +108,7 @@ class Recorder:
                     **released,
                 )
             if logs:
-                _insert_logs(logs, now)
+                _insert_logs(logs, now, {pk: tokens[pk] or self.worker for pk, _status, _kind, _text in logs})
             yield
         self.stats.sent += len(sent)
         self.stats.failed += len(failed)
@@ -202,19 +214,26 @@ _LogRow = tuple[int, int, str, str]
 
 
 def _record_sent(
-    emails: list[Email], tokens: dict[int, str | None], now: datetime, log: bool, logged: Collection[int] = ()
+    emails: list[Email],
+    tokens: dict[int, str | None],
+    now: datetime,
+    log: bool,
+    logged: Collection[int] = (),
+    worker: str = "",
 ) -> None:
     """Mark sent emails (where still held under their claim) and write their Log rows.
 
-    The hot path of every chunk: one UPDATE per claim token and one
-    ``INSERT ... SELECT`` for the Log rows, with only the ids as parameters.
+    The hot path of every chunk: one UPDATE and one ``INSERT ... SELECT`` of
+    Log rows per claim token, with only the ids, the date and the token as
+    parameters (``worker`` stands for the token of attempts made outside a claim).
     """
     quote = db_connection.ops.quote_name
     table, pk = quote(Email._meta.db_table), column(Email, "id")
     status, claimed_by = column(Email, "status"), column(Email, "claimed_by")
     when = adapt_datetime(now)
     with db_connection.cursor() as cursor:
-        for token, ids in _ids_by_token(emails, tokens).items():
+        by_token = _ids_by_token(emails, tokens)
+        for token, ids in by_token.items():
             for chunk in _chunks(ids):
                 sql = (
                     f"UPDATE {table} SET {status} = %s, {claimed_by} = '', {column(Email, 'lease_expires_at')} = NULL, "  # noqa: S608
@@ -228,15 +247,15 @@ def _record_sent(
                 cursor.execute(sql, params)
         if not log:
             return
-        columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
+        columns = ", ".join(column(Log, name) for name in LOG_COLUMNS)
         log_date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
-        ids = [email.pk for email in emails]
-        for chunk in _chunks([pk for pk in ids if pk not in logged] if logged else ids):
-            cursor.execute(
-                f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '' "  # noqa: S608
-                f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
-                [log_date, int(STATUS.sent), *chunk],
-            )
+        for token, ids in by_token.items():
+            for chunk in _chunks([pk for pk in ids if pk not in logged] if logged else ids):
+                cursor.execute(
+                    f"INSERT INTO {quote(Log._meta.db_table)} ({columns}) SELECT {pk}, %s, %s, '', '', %s "  # noqa: S608
+                    f"FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
+                    [log_date, int(STATUS.sent), token or worker, *chunk],
+                )
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
@@ -245,17 +264,24 @@ def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-def _insert_logs(rows: Sequence[tuple[int, int, str, str]], now: datetime) -> None:
+#: The Log columns delivery writes, in the order of its INSERTs.
+LOG_COLUMNS = ("email", "date", "status", "exception_type", "message", "worker")
+
+
+def _insert_logs(rows: Sequence[tuple[int, int, str, str]], now: datetime, workers: dict[int, str]) -> None:
     """Insert Log rows (email id, status, exception type, message) with one executemany.
 
     What ``Log.objects.bulk_create`` does, without building a model instance
     and running the field machinery for each of a hundred rows per chunk.
+    ``workers``: the claim token (or worker name) of each email's attempt.
     """
-    columns = ", ".join(column(Log, name) for name in ("email", "date", "status", "exception_type", "message"))
+    columns = ", ".join(column(Log, name) for name in LOG_COLUMNS)
     date = Log._meta.get_field("date").get_db_prep_save(now, db_connection)  # type: ignore[union-attr]
-    sql = f"INSERT INTO {db_connection.ops.quote_name(Log._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s)"  # noqa: S608
+    sql = f"INSERT INTO {db_connection.ops.quote_name(Log._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s)"  # noqa: S608
     with db_connection.cursor() as cursor:
-        cursor.executemany(sql, [(pk, date, int(status), kind, text) for pk, status, kind, text in rows])
+        cursor.executemany(
+            sql, [(pk, date, int(status), kind, text, workers.get(pk, "")) for pk, status, kind, text in rows]
+        )
 
 
 def describe(error: BaseException) -> str:

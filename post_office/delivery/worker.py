@@ -78,7 +78,7 @@ class Worker:
         # A bad ERROR_HANDLER path must fail now, not after emails were sent but before they are recorded.
         check_error_handler()
         self.name = worker_name()
-        self._recorder = Recorder(self.log_level, RunStats(), on_progress)
+        self._recorder = Recorder(self.log_level, RunStats(), on_progress, worker=self.name)
         self._stop = threading.Event()
         self._pool: ConnectionPool | None = None
         self._executor: ThreadPoolExecutor | None = None
