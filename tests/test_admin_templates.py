@@ -88,7 +88,9 @@ class TemplateAdminTestCase(TestCase):
 
     def staff(self, name: str, *codenames: str) -> User:
         user = User.objects.create_user(name, f"{name}@example.com", None, is_staff=True)
-        user.user_permissions.set(Permission.objects.filter(content_type__app_label="post_office", codename__in=codenames))
+        user.user_permissions.set(
+            Permission.objects.filter(content_type__app_label="post_office", codename__in=codenames)
+        )
         return user
 
 
@@ -106,7 +108,9 @@ class EditingTest(TemplateAdminTestCase):
         self.assertNotIn("never closed", self.template.content)
 
     def test_a_syntax_error_in_a_translation_is_shown_at_its_field(self):
-        data = change_data(self.template, **{"translated_templates-0-html_content": "<p>\n{{ user.name|nofilter }}</p>"})
+        data = change_data(
+            self.template, **{"translated_templates-0-html_content": "<p>\n{{ user.name|nofilter }}</p>"}
+        )
         response = self.client.post(self.url(), data)
         self.assertEqual(response.status_code, 200)
         errors = response.context["inline_admin_formsets"][0].formset.errors[0]
@@ -387,7 +391,9 @@ class VersionsTest(TemplateAdminTestCase):
         rows = side_by_side("a\nb\nc", "a\nB\nc\nd")
         self.assertEqual([row.kind for row in rows], ["equal", "replace", "equal", "insert"])
         self.assertEqual((rows[1].old_text, rows[1].new_text, rows[3].new_number), ("b", "B", 4))
-        far = side_by_side("\n".join(map(str, range(20))), "\n".join(map(str, range(20))).replace("0", "zero", 1) + "\nend")
+        far = side_by_side(
+            "\n".join(map(str, range(20))), "\n".join(map(str, range(20))).replace("0", "zero", 1) + "\nend"
+        )
         self.assertIn("gap", [row.kind for row in far])
 
     def test_a_version_is_restored_in_one_click_and_the_restore_can_be_undone(self):
@@ -496,3 +502,53 @@ class CustomSiteTest(TemplateAdminTestCase):
         self.assertEqual(restored["Location"], self.url())
         self.template.refresh_from_db()
         self.assertEqual(self.template.subject, "Hello {{ user.name }}")
+
+
+class SampleContextTest(TestCase):
+    """rendering.variables.sample_context: what a template reads, as nested sample data."""
+
+    def sample(self, *sources: str) -> dict[str, Any]:
+        from post_office.rendering.variables import sample_context
+
+        return sample_context(*sources)
+
+    def test_variables_and_attributes_nest(self):
+        self.assertEqual(
+            self.sample("{{ user.name|upper }} {{ user.email }} {{ total|floatformat:digits }}"),
+            {"user": {"name": "name", "email": "email"}, "total": "total", "digits": "digits"},
+        )
+
+    def test_loops_give_lists_of_what_the_loop_variable_reads(self):
+        source = "{% for item in order.items %}{{ item.title }}{{ forloop.counter }}{% empty %}{{ none }}{% endfor %}"
+        self.assertEqual(self.sample(source), {"order": {"items": [{"title": "title"}]}, "none": "none"})
+        self.assertEqual(
+            self.sample("{% for k, v in prices.items %}{{ v.amount }}{% endfor %}"),
+            {"prices": {"k": {"amount": "amount"}}},
+        )
+        self.assertEqual(self.sample("{{ lines.0.text }}"), {"lines": [{"text": "text"}]})
+
+    def test_conditions_with_and_blocktranslate(self):
+        source = (
+            "{% load i18n %}{% if a.b and not c or d > e.f %}{% elif g %}{% endif %}"
+            "{% with n=user.first_name %}{{ n }}{% endwith %}"
+            "{% blocktranslate with shop=site.name count counter=cart|length %}{{ counter }} in {{ shop }} for {{ who }}"
+            "{% plural %}{{ counter }} in {{ shop }}{% endblocktranslate %}"
+            '{% translate "Hi" as greeting %}{{ greeting }}{{ True }}{{ "literal" }}'
+        )
+        self.assertEqual(
+            self.sample(source),
+            {
+                "a": {"b": "b"},
+                "c": "c",
+                "d": "d",
+                "e": {"f": "f"},
+                "g": "g",
+                "user": {"first_name": "first_name"},
+                "site": {"name": "name"},
+                "cart": "cart",
+                "who": "who",
+            },
+        )
+
+    def test_several_sources_merge_and_a_broken_one_is_skipped(self):
+        self.assertEqual(self.sample("{{ a.x }}", "{% if %}", "{{ a.y }}", ""), {"a": {"x": "x", "y": "y"}})

@@ -4,8 +4,9 @@ The wing's rooms: ``engine`` (the engine, compiled sources, rendering the
 three parts), ``lookup`` (a template with its translations, cached, and the
 language fallback), ``files`` (block-format file templates), ``preview``,
 ``inline`` (``{% inline_image %}``), ``plaintext`` (text from HTML),
-``sync`` (database templates to and from files) and ``fileformat`` (their
-block format).
+``sync`` (database templates to and from files), ``fileformat`` (their
+block format) and ``variables`` (the variables a template reads, as a sample
+context).
 
 This package is also a public face (``post_office.rendering.render_preview``,
 ``compilations``, ``language_chain``...). Its names load on first use, so
@@ -28,6 +29,7 @@ _NAMES = {
     "render_template": ".engine",
     "Preview": ".preview",
     "render_preview": ".preview",
+    "sample_context": ".variables",
     "TemplateLookup": ".lookup",
     "cache_key": ".lookup",
     "choose_template": ".lookup",
