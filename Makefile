@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: test-e2e test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ test-faults: $(BIN)/.installed
 		echo "== fault tests on $$db"; \
 		POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -q $(FAULT_TESTS) $(PYTEST_ARGS) || exit 1; \
 	done
+
+# Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
+# Screenshots of every screen go to e2e-screenshots/ (git-ignored).
+$(BIN)/.e2e-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,e2e]'
+	touch $@
+test-e2e: $(BIN)/.e2e-installed
+	./scripts/ensure-chromium
+	POST_OFFICE_E2E=1 POST_OFFICE_TEST_DB=sqlite $(BIN)/python -m pytest -p no:cacheprovider --ds=tests.e2e.settings tests/e2e $(PYTEST_ARGS)
 
 test-django61: $(BIN61)/.installed
 	POST_OFFICE_TEST_DB=sqlite $(BIN61)/python -m pytest $(PYTEST_ARGS)

@@ -30,3 +30,6 @@ _FIXED = {
 settings.register_profile("post_office", max_examples=EXAMPLES, **_FIXED)
 settings.register_profile("post_office-long", max_examples=EXAMPLES * 10, **_FIXED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "post_office"))
+
+# The browser tests need Chromium and Playwright: they run with `make test-e2e` (POST_OFFICE_E2E=1), not `make test`.
+collect_ignore_glob = [] if os.environ.get("POST_OFFICE_E2E") else ["e2e/*"]

@@ -150,8 +150,8 @@ class EditQueuedTest(TestCase):
         data = {name: ("" if value is None else value) for name, value in data.items()}
         data["to"] = "\n".join(data["to"]) if isinstance(data["to"], list) else data["to"]
         data["headers"] = form.fields["headers"].prepare_value(data["headers"])
-        data.pop("scheduled_time"), data.pop("expires_at")
-        data.pop("render_on_delivery")
+        data.pop("scheduled_time", None), data.pop("expires_at", None)
+        data.pop("render_on_delivery", None)
         data.update(
             {
                 "logs-TOTAL_FORMS": "1",

@@ -85,6 +85,13 @@ class HeaderLinesField(forms.CharField):
         return headers or None
 
 
+class ContextField(forms.JSONField):
+    """A template context as JSON; empty when there is none (not the text "null")."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class TemplateNameInput(forms.TextInput):
     """A template name, with the database templates offered as suggestions (``file:...`` may be typed)."""
 
@@ -122,7 +129,7 @@ class EmailForm(forms.ModelForm):
         help_text=_("A template's name; it then provides the subject and both bodies (leave them blank)."),
     )
     language = forms.ChoiceField(label=_("language"), required=False, choices=_language_choices)
-    context = forms.JSONField(
+    context = ContextField(
         label=_("context"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
