@@ -7,13 +7,18 @@ from django.db.models import Model
 from django.http import HttpRequest
 
 from ..models import DeliverySwitch, Log, WorkerHeartbeat
+from .filters import ExceptionTypeFilter
+from .paging import EstimatedCountPaginator
 
 
 @admin.register(Log)
 class LogAdmin(admin.ModelAdmin):
     list_display = ("date", "email", "status", "exception_type", "message")
-    list_filter = ("status", "exception_type")
+    list_filter = ("status", ExceptionTypeFilter)
     raw_id_fields = ("email",)
+    # Millions of attempts: no count of them all on each page.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(WorkerHeartbeat)
