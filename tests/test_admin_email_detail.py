@@ -265,9 +265,15 @@ class RenderOnDeliveryPageTest(TestCase):
         self.assertIn("Welcome Dave", content)
         self.assertIn("Hi Dave", content)
         self.assertIn('id="po-rendered-now"', content)
-        self.assertIn("the sent email may have differed", content)
+        self.assertIn("it is rendered again when it is sent", content)
         html = self.client.get(reverse("admin:post_office_email_preview", args=[email.pk])).content.decode()
         self.assertEqual(html, "<b>Hi Dave</b>")
+        Worker().run()
+        self.template.subject = "Hello again {{ name }}"
+        self.template.save()
+        content = self.client.get(page(email)).content.decode()
+        self.assertIn("Hello again Dave", content)
+        self.assertIn("the sent email may have differed", content)
 
     def test_a_rendering_error_is_shown_not_a_500(self):
         email = mail.send(

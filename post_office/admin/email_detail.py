@@ -45,8 +45,9 @@ from .attachments import download_link
 #: States a resend copies from.
 RESENDABLE = (STATUS.sent, STATUS.failed)
 
-#: Inline images up to this size are written into the HTML as ``data:`` URIs; larger ones are linked.
-DATA_URI_LIMIT = 2 * 1024 * 1024
+#: Inline images up to this size are written into the HTML as ``data:`` URIs; larger ones are linked to the
+#: image view (which a sandboxed frame reaches without the session cookie, so the browser shows them broken).
+DATA_URI_LIMIT = 10 * 1024 * 1024
 
 #: The attempts listed on the page (newest first); older ones are counted, and in the Log admin.
 ATTEMPTS_SHOWN = 100
@@ -239,6 +240,7 @@ class EmailDetailMixin:
             "po_shown": shown,
             "po_editable": self.has_change_permission(request, obj),
             "po_failed": obj.status == STATUS.failed,
+            "po_unsent": obj.status in EDITABLE,
             "po_fallback": _fallback(obj),
             "po_rendered_now": shown.rendered_now,
             "po_html_url": self.url("post_office_email_preview", pk=obj.pk) if shown.html else "",
