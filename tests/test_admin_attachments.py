@@ -107,7 +107,7 @@ class ViewOnlyActionsTest(TestCase):
 
     def post_requeue(self) -> Any:
         return self.client.post(
-            CHANGELIST, {"action": "requeue", "_selected_action": [str(self.failed.pk)], "index": "0"}
+            CHANGELIST, {"action": "requeue", "_selected_action": [str(self.failed.pk)], "index": "0", "post": "yes"}
         )
 
     def test_a_view_only_user_sees_no_action_and_cannot_forge_one(self):

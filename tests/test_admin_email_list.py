@@ -46,7 +46,7 @@ class EmailListTest(TestCase):
         self.assertEqual(admin.recipients(row[self.dave.pk]), "dave@example.com")
         self.assertEqual(admin.backend(row[self.dave.pk]), "default")
         content = response.content.decode()
-        for header in ("Template", "Backend", "Scheduled time", "Last updated", "Priority", "Status"):
+        for header in ("Template", "Backend", "Scheduled", "Updated", "Priority", "Status"):
             self.assertIn(header, content)
         self.assertIn("welcome", content)
 
@@ -103,8 +103,21 @@ class RetryActionTest(TestCase):
         self.before = now
 
     def retry(self, *emails: Email) -> Any:
-        data = {"action": "requeue", "_selected_action": [str(e.pk) for e in emails], "index": "0"}
+        data = {"action": "requeue", "_selected_action": [str(e.pk) for e in emails], "index": "0", "post": "yes"}
         return self.client.post(LIST, data, follow=True)
+
+    def test_a_confirmation_page_comes_first_and_changes_nothing(self):
+        data = {"action": "requeue", "_selected_action": [str(self.failed.pk), str(self.expired.pk), str(self.sent.pk)]}
+        page = self.client.post(LIST, {**data, "index": "0"})
+        self.assertEqual(page.status_code, 200)
+        self.assertTemplateUsed(page, "admin/post_office/email/retry_confirmation.html")
+        text = page.content.decode()
+        self.assertIn("1 failed email will be queued again", text)
+        self.assertIn("1 failed email has expired and is skipped", text)
+        self.assertIn("1 selected email is not failed and is skipped", text)
+        self.assertIn('name="post" value="yes"', text)
+        self.failed.refresh_from_db()
+        self.assertEqual(self.failed.status, STATUS.failed)
 
     def test_the_rules(self):
         everything = [

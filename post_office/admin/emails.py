@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Case, F, QuerySet, Value, When
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.html import format_html_join
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import dateformat, timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -16,6 +20,7 @@ from django.utils.translation import ngettext
 from ..choices import CLAIMABLE
 from ..enqueue.store import persist, store_edit
 from ..models import STATUS, DeliverySwitch, Email
+from ..notify import notify_queued
 from .attachments import download_link
 from .compose import EmailForm
 from .email_detail import EmailDetailMixin
@@ -27,16 +32,20 @@ from .resend import ResendMixin
 @admin.register(Email)
 class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
     form = EmailForm
+
+    class Media:
+        css = {"all": ["post_office/admin/email_list.css"]}
+
+    # Short columns that fit a 1,280-px screen beside the navigation and the filters.
     list_display = (
-        "id",
         "recipients",
         "subject",
-        "status",
+        "status_badge",
         "priority",
         "template",
         "backend",
-        "scheduled_time",
-        "last_updated",
+        "scheduled",
+        "updated",
     )
     list_select_related = ("template",)
     list_filter = (
@@ -107,6 +116,20 @@ class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
         more = len(everyone) - 1
         return f"{everyone[0]} +{more}" if more else str(everyone[0])
 
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: Email) -> str:
+        return format_html(
+            '<span class="po-status po-status-{}">{}</span>', STATUS(obj.status).name, obj.get_status_display()
+        )
+
+    @admin.display(description=_("scheduled"), ordering="scheduled_time")
+    def scheduled(self, obj: Email) -> str:
+        return short_time(obj.scheduled_time)
+
+    @admin.display(description=_("updated"), ordering="last_updated")
+    def updated(self, obj: Email) -> str:
+        return short_time(obj.last_updated)
+
     @admin.display(description=_("backend"), ordering="backend_alias")
     def backend(self, obj: Email) -> str:
         return obj.backend_alias or str(_("default"))
@@ -133,18 +156,22 @@ class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
     # A view-only staff user sees the changelist but may not run actions that change mail.
     # The name stays "requeue" (django-post_office's), so links and scripts written for it work.
     @admin.action(description=_("Retry selected failed emails"), permissions=["change"])
-    def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
-        """Queue failed emails again with their attempts reset; skip, and say why, what cannot be retried.
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Email]) -> TemplateResponse | None:
+        """Queue failed emails again with their attempts reset, after a confirmation page; say what is skipped.
 
-        An admin action is a POST, never a plain GET. A future schedule is kept (never
-        moved earlier); expired mail stays failed until its expiry is cleared; mail that
-        is queued, being sent or sent is not touched (a sent email is resent, not retried).
+        A POST only (admin actions are), confirmed by a second POST. A future schedule
+        is kept (never moved earlier); expired mail stays failed until its expiry is
+        cleared; mail that is queued, being sent or sent is not touched (a sent email is
+        resent, not retried).
         """
         now = timezone.now()
         failed = queryset.filter(status=STATUS.failed)
+        retriable = failed.exclude(expires_at__lte=now)
         expired = failed.filter(expires_at__lte=now).count()
         others = queryset.exclude(status=STATUS.failed).count()
-        count = failed.exclude(expires_at__lte=now).update(
+        if request.POST.get("post") != "yes":
+            return self._confirm_retry(request, retriable, expired, others)
+        count = retriable.update(
             status=STATUS.queued,
             number_of_retries=0,
             claimed_by="",
@@ -181,6 +208,30 @@ class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
                 % {"count": others},
                 messages.WARNING,
             )
+        if count:
+            notify_queued()
+        return None
+
+    def _confirm_retry(
+        self, request: HttpRequest, retriable: QuerySet[Email], expired: int, others: int
+    ) -> TemplateResponse:
+        count = retriable.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Retry failed emails"),
+            "opts": self.opts,
+            "emails": list(retriable.order_by("pk")[:100]),
+            "count": count,
+            "more": max(count - 100, 0),
+            "expired": expired,
+            "others": others,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": reverse(f"{self.admin_site.name}:post_office_email_changelist"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/post_office/email/retry_confirmation.html", context)
 
     @admin.action(description=_("Cancel selected queued emails"), permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
@@ -207,3 +258,13 @@ class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
         if skipped:
             text = ngettext("%(count)d email was skipped: %(why)s.", "%(count)d emails were skipped: %(why)s.", skipped)
             self.message_user(request, text % {"count": skipped, "why": why}, messages.WARNING)
+
+
+def short_time(value: datetime.datetime | None) -> str:
+    """A time in the current time zone, short: '14:05' today, '7 Dec 14:05' this year, else with the year."""
+    if value is None:
+        return "-"
+    local, now = timezone.localtime(value), timezone.localtime()
+    if local.date() == now.date():
+        return dateformat.format(local, "H:i")
+    return dateformat.format(local, "j M H:i" if local.year == now.year else "j M Y H:i")

@@ -54,9 +54,9 @@ class EmailListTest(BrowserTestCase):
         self.page.locator("#result_list tbody input.action-select").first.check()
         self.page.select_option("select[name=action]", "requeue")
         self.page.click("button[name=index]")
+        self.assertIn("1 failed email will be queued again", self.page.inner_text("#po-retry-count"))
         self.shot("retry-confirmation")
-        if self.page.locator("#confirm-requeue").count():
-            self.page.click("#confirm-requeue")
+        self.page.click("#confirm-requeue")
         self.assertIn("1 failed email will be retried", self.messages())
         self.shot("retried")
         broken.refresh_from_db()
