@@ -45,7 +45,9 @@ class BrowserTestCase(StaticLiveServerTestCase):
 
         cls.playwright = sync_playwright().start()
         cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        cls.sink = SMTPSink(refuse_domains=(REFUSED_DOMAIN,)).start()
+        # The port tests/e2e/settings.py gave the live server and the workers.
+        port = int(os.environ["POST_OFFICE_TEST_SMTP_PORT"])
+        cls.sink = SMTPSink(port=port, refuse_domains=(REFUSED_DOMAIN,)).start()
         SCREENSHOTS.mkdir(exist_ok=True)
 
     @classmethod

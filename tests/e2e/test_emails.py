@@ -56,7 +56,8 @@ class EmailListTest(BrowserTestCase):
         self.page.click("button[name=index]")
         self.assertIn("1 failed email will be queued again", self.page.inner_text("#po-retry-count"))
         self.shot("retry-confirmation")
-        self.page.click("#confirm-requeue")
+        with self.page.expect_navigation():
+            self.page.click("#confirm-requeue")
         self.assertIn("1 failed email will be retried", self.messages())
         self.shot("retried")
         broken.refresh_from_db()

@@ -64,10 +64,12 @@ class TemplateTest(BrowserTestCase):
         self.page.click("#po-send-test-button")
         self.page.wait_for_selector("#po-test-result")
         self.shot("send-test-result")
-        # The test server has no SMTP settings of its own (locmem): the test email was handed to the backend.
+        # Priority now: delivered over SMTP as the admin's transaction committed, before the result page.
         self.assertEqual(self.page.get_attribute("#po-test-result", "data-outcome"), "sent")
         email = Email.objects.get(to=["marketing@example.com"])
         self.assertEqual((email.status, email.subject), (STATUS.sent, "Bestellung T-1 versandt"))
+        arrived = [m.message for m in self.sink.messages if "marketing@example.com" in m.rcpt_tos]
+        self.assertEqual([str(m["Subject"]) for m in arrived], ["Bestellung T-1 versandt"])
         self.page.click("#po-test-email-link")
         self.page.wait_for_selector("#po-summary")
         self.shot("test-email-detail")
