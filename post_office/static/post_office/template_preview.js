@@ -6,7 +6,8 @@
  */
 'use strict';
 (function() {
-    const translate = window.gettext || function(text) { return text; };
+    // Called as gettext('...') so that makemessages -d djangojs finds the strings.
+    const gettext = window.gettext || function(text) { return text; };
 
     function showError(result, message) {
         result.textContent = '';
@@ -36,14 +37,14 @@
             headers: token ? {'X-CSRFToken': token.value} : {},
         }).then(function(response) {
             if (!response.ok) {
-                throw new Error(interpolate(translate('The preview failed (HTTP %s).'), [response.status]));
+                throw new Error(interpolate(gettext('The preview failed (HTTP %s).'), [response.status]));
             }
             return response.text();
         }).then(function(html) {
             // Server-rendered and escaped; the email's HTML is only inside the sandboxed iframe's srcdoc.
             result.innerHTML = html;
         }).catch(function(error) {
-            showError(result, error.message || translate('The preview failed.'));
+            showError(result, error.message || gettext('The preview failed.'));
         }).finally(function() {
             result.classList.remove('po-preview-loading');
             button.disabled = false;
