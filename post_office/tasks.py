@@ -11,14 +11,16 @@ from typing import Any
 from django.dispatch import receiver
 
 from .conf import settings as po_settings
+from .delivery.heartbeat import RunHeartbeat
 from .delivery.worker import Worker
 from .models import Email
 from .signals import email_queued
 
 
 def run_delivery() -> dict[str, int]:
-    """One delivery pass, as the ``send_queued_mail`` command runs it."""
-    stats = Worker().run()
+    """One delivery pass, as the ``send_queued_mail`` command runs it, with its ``celery@<host>`` heartbeat row."""
+    with RunHeartbeat("celery").running() as heartbeat:
+        heartbeat.stats = stats = Worker(on_progress=heartbeat.progress()).run()
     return {"sent": stats.sent, "failed": stats.failed, "requeued": stats.requeued}
 
 

@@ -7,7 +7,8 @@ from django.core import mail as django_mail
 from django.test import TestCase, override_settings
 
 from post_office import mail, tasks
-from post_office.models import STATUS, Email
+from post_office.health import report
+from post_office.models import STATUS, Email, WorkerHeartbeat
 
 
 class CeleryTest(TestCase):
@@ -38,3 +39,11 @@ class CeleryTest(TestCase):
         self.assertEqual(tasks.send_queued_mail.name, "post_office.tasks.send_queued_mail")
         mail.send("a@example.com", subject="direct", message="m")
         self.assertEqual(tasks.send_queued_mail.delay().get(), {"sent": 1, "failed": 0, "requeued": 0})
+
+    def test_the_task_leaves_a_heartbeat_the_health_report_reads(self):
+        mail.send("a@example.com", subject="direct", message="m")
+        tasks.send_queued_mail.delay().get()
+        beat = WorkerHeartbeat.objects.get(name__startswith="celery@")
+        self.assertEqual((beat.state, beat.sent, beat.failed), ("finished", 1, 0))
+        worker = next(w for w in report().workers if w.name == beat.name)
+        self.assertEqual(worker.kind, "celery")

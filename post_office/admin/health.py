@@ -47,6 +47,7 @@ STATES = {
 KINDS = {
     "runmailer": gettext_lazy("runmailer (long-running)"),
     "send_queued_mail": gettext_lazy("send_queued_mail (one pass, e.g. cron)"),
+    "celery": gettext_lazy("Celery task (one pass)"),
 }
 
 # The chart's geometry, in SVG user units (the SVG scales to the page's width).
