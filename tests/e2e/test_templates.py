@@ -98,3 +98,25 @@ class TemplateTest(BrowserTestCase):
         self.assertIn("2", self.page.locator(".field-content .errorlist").inner_text())
         self.shot("syntax-error")
         self.assertFalse(EmailTemplate.objects.filter(name="broken").exists())
+
+    def test_a_view_only_user_sees_a_template_and_its_history_but_changes_nothing(self):
+        template = EmailTemplate.objects.create(name="welcome", subject="Hi {{ name }}", content="Hello {{ name }}")
+        template.subject = "Hello {{ name }}"
+        template.save()
+        self.login("viewer", "viewer-pw")
+        self.go(f"/admin/post_office/emailtemplate/{template.pk}/change/")
+        self.assertEqual(self.page.locator("input[name=_save]").count(), 0)
+        self.assertEqual(self.page.locator("#po-send-test-link").count(), 0)
+        self.shot("viewer-template")
+        self.page.click("#po-versions-link")
+        self.page.locator("a.po-version-link").first.click()
+        self.assertEqual(self.page.locator("#po-restore-button").count(), 0)
+        self.shot("viewer-version")
+        token = next(c["value"] for c in self.context.cookies() if c["name"] == "csrftoken")
+        response = self.page.request.post(
+            self.url(f"/admin/post_office/emailtemplate/{template.pk}/send-test/"),
+            form={"csrfmiddlewaretoken": token, "to": "viewer@example.com"},
+            headers={"Referer": self.url("/admin/")},
+        )
+        self.assertEqual(response.status, 403)
+        self.assertFalse(Email.objects.exists())
