@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test-e2e test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,27 @@ lint: $(BIN)/.installed
 
 migrations-check: $(BIN)/.installed
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run post_office
+
+# Update the translation catalogues from the code (post_office/locale/<lang>/LC_MESSAGES/*.po) and compile
+# them (.mo, committed, so installing the package needs no gettext). tests/test_locale.py checks they agree.
+LOCALES := de
+messages: $(BIN)/.installed
+	./scripts/ensure-gettext
+	cd post_office && for lang in $(LOCALES); do \
+		DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(BIN)/python -m django makemessages -l $$lang --no-obsolete --no-location && \
+		DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(BIN)/python -m django makemessages -d djangojs -l $$lang --no-obsolete --no-location || exit 1; \
+	done
+	cd post_office && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(BIN)/python -m django compilemessages
+
+# The catalogues hold every translatable string of the code (run `make messages` when this fails).
+messages-check: $(BIN)/.installed
+	./scripts/ensure-gettext
+	cd post_office && for lang in $(LOCALES); do \
+		DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(BIN)/python -m django makemessages -l $$lang --no-obsolete --no-location -v0 && \
+		DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(BIN)/python -m django makemessages -d djangojs -l $$lang --no-obsolete --no-location -v0 || exit 1; \
+	done
+	git diff --exit-code -I '^"POT-Creation-Date' -- post_office/locale || \
+		(echo "post_office/locale is out of date: run 'make messages' and translate the new strings." >&2; exit 1)
 
 docs: $(BIN)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
