@@ -310,3 +310,70 @@ CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     log_level,
     restricted_libraries,
 ]
+
+
+# --- the database's migration history (E020/W020) ---------------------------------------------------------
+
+#: The last of django-post_office's migrations we keep under their names, and the last conversion step.
+DPO_FIRST, CONVERTED = "0001_initial", "0022_convert_queue_tables"
+#: The last migration of this app's pre-release history, replaced by django-post_office's names + 0015-0022.
+PRE_RELEASE_LAST = "0010_email_admin_indexes"
+
+
+@checks.register("post_office", checks.Tags.database)
+def check_converted(app_configs: Sequence[AppConfig] | None = None, databases: Any = None, **kwargs: Any) -> Messages:
+    """E020: the post_office tables are still django-post_office's (or half converted): say what to run.
+
+    An error on every command but ``migrate`` (and ``check --database``), which passes ``databases``:
+    there it is a warning (W020), since ``migrate`` is what converts the tables.
+    """
+    from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router
+    from django.db.migrations.recorder import MigrationRecorder
+
+    aliases = databases if databases is not None else [DEFAULT_DB_ALIAS]
+    messages: Messages = []
+    for alias in aliases:
+        if alias not in connections.settings or not router.allow_migrate(alias, "post_office"):
+            continue
+        try:
+            applied = {
+                name for app, name in MigrationRecorder(connections[alias]).applied_migrations() if app == "post_office"
+            }
+        except DatabaseError:
+            continue  # no database yet, or not reachable: other commands will say so
+        text = _conversion_advice(applied, alias)
+        if text:
+            level = checks.Warning if databases is not None else checks.Error
+            messages.append(
+                level(
+                    text,
+                    hint="See “Converting a django-post_office database” in docs/migrating.rst; back up first.",
+                    id="post_office.W020" if databases is not None else "post_office.E020",
+                )
+            )
+    return messages
+
+
+def _conversion_advice(applied: set[str], alias: str) -> str:
+    database = "" if alias == "default" else f" --database {alias}"
+    if CONVERTED in applied or not applied:
+        return ""
+    if PRE_RELEASE_LAST in applied and DPO_FIRST not in applied:
+        return (
+            "The post_office tables of database “{alias}” were created by a pre-release of this app, whose "
+            "migrations were renamed. Their schema is the current one: record that with “python manage.py migrate "
+            "post_office {last} --fake{database}”."
+        ).format(alias=alias, last=CONVERTED, database=database)
+    if DPO_FIRST not in applied:
+        return ""
+    started = sorted(name for name in applied if name > "0014")
+    if started:
+        return (
+            "The conversion of database “{alias}” from django-post_office stopped after {step}. Run “python "
+            "manage.py migrate post_office{database}” again: it resumes where it stopped."
+        ).format(alias=alias, step=started[-1], database=database)
+    return (
+        "The post_office tables of database “{alias}” are django-post_office's and not converted yet, so mail "
+        "cannot be queued or delivered. Run “python manage.py migrate post_office{database}” to convert them in "
+        "place (ids, dates and history are kept)."
+    ).format(alias=alias, database=database)

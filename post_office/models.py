@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import CLAIMABLE, PRIORITY, STATUS
+from .choices import CLAIMABLE, PRIORITY, STATUS, RecipientDeliveryStatus
 from .conf import settings as po_settings
 from .conf import template_cache
 from .exceptions import InvalidArgument, InvalidEmail
@@ -135,6 +135,10 @@ class Email(models.Model):
     # The claim: which worker run holds the email and until when.
     claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True, default="")
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    #: What the recipient's provider reported later (django-post_office 3.9's field; the project records it).
+    recipient_delivery_status = models.PositiveSmallIntegerField(
+        _("recipient delivery status"), choices=RecipientDeliveryStatus.choices, null=True, blank=True
+    )
     #: After a delivery that some recipients refused for now: the only ones the next attempt goes to.
     pending_recipients = models.JSONField(
         _("recipients still to deliver to"),
@@ -495,7 +499,8 @@ class Attachment(models.Model):
 class Log(models.Model):
     """One delivery attempt of one email."""
 
-    STATUS_CHOICES = [(STATUS.sent, _("sent")), (STATUS.failed, _("failed"))]
+    #: Delivery attempts are sent or failed; the recipient's provider's reports keep django-post_office's values.
+    STATUS_CHOICES = [(STATUS.sent, _("sent")), (STATUS.failed, _("failed")), *RecipientDeliveryStatus.choices]
 
     email = models.ForeignKey(Email, verbose_name=_("email"), related_name="logs", on_delete=models.CASCADE)
     date = models.DateTimeField(_("date"), auto_now_add=True, db_index=True)

@@ -1,0 +1,23 @@
+"""Conversion, step 3: the JSON lists (filled in step 2) replace the comma-separated text columns."""
+
+from django.db import migrations, models
+
+from . import _conversion
+
+
+class Migration(migrations.Migration):
+    dependencies = [("post_office", "0016_convert_recipients")]
+
+    operations = [
+        _conversion.RemoveFieldIfNeeded("email", "to"),
+        _conversion.RemoveFieldIfNeeded("email", "cc"),
+        _conversion.RemoveFieldIfNeeded("email", "bcc"),
+        _conversion.RenameFieldIfNeeded("email", "to_list", "to"),
+        _conversion.RenameFieldIfNeeded("email", "cc_list", "cc"),
+        _conversion.RenameFieldIfNeeded("email", "bcc_list", "bcc"),
+        _conversion.AlterFieldIfNeeded("email", "to", models.JSONField(blank=True, default=list, verbose_name="to")),
+        _conversion.AlterFieldIfNeeded("email", "cc", models.JSONField(blank=True, default=list, verbose_name="cc")),
+        _conversion.AlterFieldIfNeeded(
+            "email", "bcc", models.JSONField(blank=True, default=list, verbose_name="bcc")
+        ),
+    ]

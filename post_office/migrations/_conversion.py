@@ -1,0 +1,347 @@
+"""The conversion of a django-post_office database, shared by migrations 0015-0022.
+
+Our migration history begins with django-post_office's own fourteen migrations, under their names
+(0001_initial ... 0014_alter_email_recipient_delivery_status_and_more), reproduced as the schema they
+produce. So:
+
+* on a database django-post_office created, those are already recorded as applied, and plain
+  ``migrate`` runs only 0015 onwards, which convert its tables in place: the rows keep their ids
+  and dates, and the foreign keys a project's own tables hold to them stay valid;
+* a project's migrations that depend on ``("post_office", "0011_models_help_text")`` (or any of
+  its names) find that node, on a converted database and on a fresh one;
+* a fresh database goes through the same path, so there is one schema and one conversion to test.
+
+The conversion is written for the three databases' traps:
+
+* MariaDB/MySQL cannot roll back a schema change. Every step only adds before it removes (the new
+  recipients columns are filled before the old ones are dropped), every data step is idempotent,
+  and every schema step checks what the database already holds (the ``...IfNeeded`` operations
+  below), so a ``migrate`` that stopped halfway, for any reason, is finished by running it again,
+  with nothing lost.
+* SQLite rebuilds a table for most changes; Django copies the rows with their ids, but the
+  rebuilt table's AUTOINCREMENT counter restarts at the highest id left, so ids of deleted rows
+  would be handed out again. 0015 saves the counters and 0022 puts them back.
+* PostgreSQL keeps its sequences through the in-place changes (the id columns become bigint with
+  their sequences); nothing is copied, so nothing has to be moved.
+
+Nothing here imports the app's models or settings: a migration must keep working as the app
+changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.db import migrations, models
+
+BATCH = 2000
+SEQUENCE_BACKUP_TABLE = "post_office_conversion_sequences"
+TABLES = ("post_office_email", "post_office_emailtemplate", "post_office_attachment", "post_office_log")
+
+
+# --- reading the database as it is -------------------------------------------------------------
+
+
+def _columns(schema_editor, table: str) -> set[str]:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        if table not in connection.introspection.table_names(cursor):
+            return set()
+        return {column.name for column in connection.introspection.get_table_description(cursor, table)}
+
+
+def _constraints(schema_editor, table: str) -> dict[str, dict[str, Any]]:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        return connection.introspection.get_constraints(cursor, table)
+
+
+def _has_index_on(schema_editor, table: str, column: str) -> bool:
+    return any(
+        info["index"] and not info["unique"] and not info["primary_key"] and info["columns"] == [column]
+        for info in _constraints(schema_editor, table).values()
+    )
+
+
+# --- schema operations that look before they act (see the module's docstring) -------------------
+
+
+class AddFieldIfNeeded(migrations.AddField):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if model._meta.get_field(self.name).column not in _columns(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class RemoveFieldIfNeeded(migrations.RemoveField):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if model._meta.get_field(self.name).column in _columns(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class RenameFieldIfNeeded(migrations.RenameField):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.old_name in _columns(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class AlterFieldIfNeeded(migrations.AlterField):
+    """AlterField that takes the column's index as the database has it, not as the old state says.
+
+    Changing a column's type or nullability again is harmless; creating an index that is already
+    there is not, nor is dropping one that is gone.
+    """
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        to_model = to_state.apps.get_model(app_label, self.model_name)
+        from_model = from_state.apps.get_model(app_label, self.model_name)
+        old_field = from_model._meta.get_field(self.name)
+        new_field = to_model._meta.get_field(self.name)
+        table = from_model._meta.db_table
+        if not old_field.primary_key and not old_field.unique and not old_field.remote_field:
+            indexed = _has_index_on(schema_editor, table, old_field.column)
+            if indexed != old_field.db_index:
+                old_field = old_field.clone()
+                old_field.db_index = indexed
+                old_field.set_attributes_from_name(self.name)
+                old_field.model = from_model
+        schema_editor.alter_field(from_model, old_field, new_field)
+
+
+class CreateModelIfNeeded(migrations.CreateModel):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.name)
+        if not _columns(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class AddIndexIfNeeded(migrations.AddIndex):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.index.name not in _constraints(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class AddConstraintIfNeeded(migrations.AddConstraint):
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.constraint.name not in _constraints(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+class DropUniqueTogetherIfNeeded(migrations.AlterUniqueTogether):
+    """Drop django-post_office's unique (name, language, default_template), if it is still there."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, unique_together=set())
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = from_state.apps.get_model(app_label, self.name)
+        columns = {model._meta.get_field(name).column for name in ("name", "language", "default_template")}
+        present = any(
+            info["unique"] and not info["primary_key"] and set(info["columns"]) == columns
+            for info in _constraints(schema_editor, model._meta.db_table).values()
+        )
+        if present:
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+# --- data steps ---------------------------------------------------------------------------------
+
+
+class ConversionRefused(Exception):
+    """The data breaks a rule of this app that cannot be fixed without a person's decision."""
+
+
+def preflight(apps, schema_editor) -> None:
+    """Refuse, before anything is changed, what the converted schema could not hold."""
+    Template = apps.get_model("post_office", "EmailTemplate")
+    db = schema_editor.connection.alias
+    problems = []
+    seen: dict[tuple[str, str], int] = {}
+    rows = Template.objects.using(db).order_by("id").values_list("id", "name", "language", "default_template_id")
+    for pk, name, language, parent in rows:
+        if parent is None and language:
+            problems.append(f"template #{pk} {name!r} has language {language!r} but is not a translation")
+        if parent is not None and not language:
+            problems.append(f"template #{pk} {name!r} is a translation of #{parent} without a language")
+        key = (name, language or "")
+        if key in seen:
+            problems.append(f"templates #{seen[key]} and #{pk} have the same name {name!r} and language {language!r}")
+        seen.setdefault(key, pk)
+    if problems:
+        raise ConversionRefused(
+            "post_office cannot convert this django-post_office database yet; nothing was changed. "
+            "Each template name must be unique per language, a base template has no language and a "
+            "translation has one. Fix these rows (in django-post_office's admin or a shell), then run "
+            "migrate again:\n  " + "\n  ".join(problems)
+        )
+    _save_sqlite_sequences(schema_editor)
+
+
+def split_addresses(text: str | None) -> list[str]:
+    """django-post_office's ``"a@x, "Doe, John" <j@y>"`` as whole addresses.
+
+    It joined addresses with ", " and split them on every comma when reading, which broke a display
+    name holding a comma; a comma inside quotes, <...> or (...) is not a separator here, and a piece
+    without an "@" (an unquoted name such as ``Doe, John <j@y>``) is joined to the piece after it.
+    """
+    if not text or not text.strip():
+        return []
+    pieces, current, quoted, depth, escaped = [], [], False, 0, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in "<(":
+            depth += 1
+        elif not quoted and char in ">)" and depth:
+            depth -= 1
+        elif char == "," and not quoted and not depth:
+            pieces.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current).strip())
+    addresses: list[str] = []
+    pending = ""
+    for piece in filter(None, pieces):
+        piece = f"{pending}, {piece}" if pending else piece
+        if "@" in piece:
+            addresses.append(piece)
+            pending = ""
+        else:
+            pending = piece
+    if pending:
+        addresses.append(pending)
+    return addresses
+
+
+def fill_recipients(apps, schema_editor) -> None:
+    """Copy to/cc/bcc (comma-separated text) into the new JSON list columns, in batches, resumably."""
+    if not {"to", "cc", "bcc"} <= _columns(schema_editor, "post_office_email"):
+        return  # a previous run got past this point: the old columns are gone, the new ones are filled
+    Email = apps.get_model("post_office", "Email")
+    db = schema_editor.connection.alias
+    todo = Email.objects.using(db).filter(to_list__isnull=True).order_by("id")
+    while True:
+        batch = list(todo.only("id", "to", "cc", "bcc")[:BATCH])
+        if not batch:
+            break
+        for email in batch:
+            email.to_list = split_addresses(email.to)
+            email.cc_list = split_addresses(email.cc)
+            email.bcc_list = split_addresses(email.bcc)
+        Email.objects.using(db).bulk_update(batch, ["to_list", "cc_list", "bcc_list"])
+
+
+def fill_email_defaults(apps, schema_editor) -> None:
+    """Give the columns django-post_office left nullable the values it meant by NULL.
+
+    * priority NULL was sent like any other: medium.
+    * number_of_retries NULL: none yet.
+    * status NULL is a ``priority='now'`` email whose immediate sending never recorded a result;
+      django-post_office never picks it up again, so it becomes failed, with a log entry saying why.
+    """
+    Email = apps.get_model("post_office", "Email")
+    Log = apps.get_model("post_office", "Log")
+    db = schema_editor.connection.alias
+    Email.objects.using(db).filter(priority__isnull=True).update(priority=1)
+    Email.objects.using(db).filter(number_of_retries__isnull=True).update(number_of_retries=0)
+    stranded = list(Email.objects.using(db).filter(status__isnull=True).values_list("id", flat=True))
+    for start in range(0, len(stranded), BATCH):
+        ids = stranded[start : start + BATCH]
+        Log.objects.using(db).bulk_create(
+            Log(
+                email_id=pk,
+                status=1,
+                exception_type="ConvertedFromDjangoPostOffice",
+                message="django-post_office left this email without a status (its immediate sending never "
+                "recorded a result) and would not have sent it; marked failed when the database was converted.",
+            )
+            for pk in ids
+        )
+        Email.objects.using(db).filter(id__in=ids).update(status=1)
+
+
+def fill_attachments(apps, schema_editor) -> None:
+    """The content hash of each attachment's file, and its dates from the emails it is linked to.
+
+    A file missing from the storage gets an empty hash (the email fails for good at delivery,
+    naming the file, as any missing attachment does here).
+    """
+    Attachment = apps.get_model("post_office", "Attachment")
+    db = schema_editor.connection.alias
+    todo = Attachment.objects.using(db).filter(content_hash="").order_by("id")
+    last_id = 0
+    while True:
+        batch = list(todo.filter(id__gt=last_id)[:BATCH])
+        if not batch:
+            break
+        for attachment in batch:
+            attachment.content_hash = _file_hash(attachment.file)
+            dates = attachment.emails.aggregate(first=models.Min("created"), last=models.Max("created"))
+            if dates["first"] is not None:
+                attachment.created = dates["first"]
+                attachment.last_used = dates["last"]
+        Attachment.objects.using(db).bulk_update(batch, ["content_hash", "created", "last_used"])
+        last_id = batch[-1].id
+
+
+def _file_hash(file) -> str:
+    if not file.name:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        with file.storage.open(file.name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+# --- SQLite's AUTOINCREMENT counters ------------------------------------------------------------
+
+
+def _save_sqlite_sequences(schema_editor) -> None:
+    connection = schema_editor.connection
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        tables = connection.introspection.table_names(cursor)
+        if "sqlite_sequence" not in tables or SEQUENCE_BACKUP_TABLE in tables:
+            return  # nothing to keep, or saved by an earlier run that stopped halfway
+        cursor.execute(f"CREATE TABLE {SEQUENCE_BACKUP_TABLE} (name text PRIMARY KEY, seq integer NOT NULL)")
+        placeholders = ", ".join(["%s"] * len(TABLES))
+        cursor.execute(
+            f"INSERT INTO {SEQUENCE_BACKUP_TABLE} (name, seq) "  # noqa: S608 -- fixed names
+            f"SELECT name, seq FROM sqlite_sequence WHERE name IN ({placeholders})",
+            TABLES,
+        )
+
+
+def restore_sqlite_sequences(apps, schema_editor) -> None:
+    connection = schema_editor.connection
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        if SEQUENCE_BACKUP_TABLE not in connection.introspection.table_names(cursor):
+            return
+        cursor.execute(f"SELECT name, seq FROM {SEQUENCE_BACKUP_TABLE}")  # noqa: S608
+        for name, seq in cursor.fetchall():
+            cursor.execute("UPDATE sqlite_sequence SET seq = MAX(seq, %s) WHERE name = %s", [seq, name])
+        cursor.execute(f"DROP TABLE {SEQUENCE_BACKUP_TABLE}")
+
+
+def noop(apps, schema_editor) -> None:
+    """Nothing to undo: going back leaves the data in the new form."""
