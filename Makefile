@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test-faults: $(BIN)/.installed
 		echo "== fault tests on $$db"; \
 		POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -q $(FAULT_TESTS) $(PYTEST_ARGS) || exit 1; \
 	done
+
+# Switching a django-post_office database in place (tests/switch/): django-post_office 3.12.0 in its own
+# virtualenv (.venv-dpo, scripts/dpo-venv) fills SQLite, PostgreSQL and MariaDB through its own API; then this
+# package runs check, migrate and send_queued_mail on them. POST_OFFICE_SWITCH_DBS=sqlite,postgres picks databases.
+test-switch: $(BIN)/.installed
+	./scripts/ensure-services postgres mysql
+	./scripts/dpo-venv
+	POST_OFFICE_SWITCH=1 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS)
 
 # Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
 # Screenshots of every screen go to e2e-screenshots/ (git-ignored).
@@ -109,9 +117,7 @@ bench: $(BIN)/.installed
 
 # django-post_office 3.12.0 in its own virtualenv: it has the same import name as this package.
 bench-dpo-setup:
-	test -x .venv-dpo/bin/python || $(PY311) -m venv .venv-dpo
-	.venv-dpo/bin/pip install -q --upgrade pip
-	.venv-dpo/bin/pip install -q 'django-post_office==3.12.0' 'Django>=5.2,<6' aiosmtpd 'psycopg[binary]'
+	PY311=$(PY311) ./scripts/dpo-venv
 
 clean:
 	rm -rf $(VENV) $(VENV61) docs/_build example/*.sqlite3
