@@ -3,11 +3,12 @@ PYTHON ?= python3
 PY312 ?= $(shell command -v pyenv >/dev/null 2>&1 && echo "$$(pyenv root)/versions/3.12.1/bin/python" || echo python3.12)
 VENV := .venv
 VENV61 := .venv-django61
+VENVPKG := .venv-package
 BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +94,17 @@ messages-check: $(BIN)/.installed
 	git diff --exit-code -I '^"POT-Creation-Date' -- post_office/locale || \
 		(echo "post_office/locale is out of date: run 'make messages' and translate the new strings." >&2; exit 1)
 
+# The package as a user gets it (scripts/package_check.py): sdist and wheel built into dist/ with no build warning,
+# twine check --strict, their contents against the checkout, and the demo run from the wheel installed in a fresh
+# virtualenv outside the checkout. Its own virtualenv holds the build tools.
+$(VENVPKG)/bin/.installed:
+	test -x $(VENVPKG)/bin/python || $(PYTHON) -m venv $(VENVPKG)
+	$(VENVPKG)/bin/pip install -q --upgrade pip
+	$(VENVPKG)/bin/pip install -q 'build>=1.2' 'twine>=6.1'
+	touch $@
+package-check: $(VENVPKG)/bin/.installed
+	$(VENVPKG)/bin/python scripts/package_check.py
+
 docs: $(BIN)/.installed
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
@@ -120,4 +132,4 @@ bench-dpo-setup:
 	PY311=$(PY311) ./scripts/dpo-venv
 
 clean:
-	rm -rf $(VENV) $(VENV61) docs/_build example/*.sqlite3
+	rm -rf $(VENV) $(VENV61) $(VENVPKG) dist docs/_build example/*.sqlite3

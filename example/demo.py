@@ -248,9 +248,12 @@ def main() -> int:
         django.setup()
         from django.core.management import call_command
 
+        import post_office
         from post_office.models import STATUS, Email
 
         print(f"Django {django.get_version()}, SQLite database {db_path}, SMTP sink on {sink.host}:{sink.port}")
+        # make package-check reads this line: the demo must run on the installed wheel, not on the checkout.
+        print(f"post_office {post_office.__version__} imported from {Path(post_office.__file__).parent}")
         call_command("migrate", verbosity=0)
         create_templates()
         expected = queue_emails(Path(scratch))
