@@ -47,10 +47,14 @@ test-faults: $(BIN)/.installed
 # Switching a django-post_office database in place (tests/switch/): django-post_office 3.12.0 in its own
 # virtualenv (.venv-dpo, scripts/dpo-venv) fills SQLite, PostgreSQL and MariaDB through its own API; then this
 # package runs check, migrate and send_queued_mail on them. POST_OFFICE_SWITCH_DBS=sqlite,postgres picks databases.
+# Then the same from django-post_office 3.8.0 (an older schema: migrations up to 0011) on SQLite.
 test-switch: $(BIN)/.installed
 	./scripts/ensure-services postgres mysql
 	./scripts/dpo-venv
 	POST_OFFICE_SWITCH=1 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS)
+	DPO_VERSION=3.8.0 DPO_DJANGO='Django>=4.2,<5' DPO_VENV=.venv-dpo38 ./scripts/dpo-venv
+	POST_OFFICE_SWITCH=1 POST_OFFICE_SWITCH_DBS=sqlite DPO_VENV=.venv-dpo38 POST_OFFICE_SWITCH_DPO_VERSION=3.8.0 \
+		DPO_SWITCH_SHOP_MIGRATIONS=shop.migrations_old_dpo $(BIN)/python -m pytest tests/switch -k "not fresh" $(PYTEST_ARGS)
 
 # Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
 # Screenshots of every screen go to e2e-screenshots/ (git-ignored).

@@ -6,6 +6,7 @@ picks the database and where mail goes:
 
 - DPO_SWITCH_DB: sqlite, postgres or mysql; DPO_SWITCH_DB_NAME: the database (a file path for sqlite)
 - DPO_SWITCH_MEDIA_ROOT: where attachments are stored
+- DPO_SWITCH_SHOP_MIGRATIONS: the shop's migrations module (shop.migrations_old_dpo before 3.9)
 - DPO_SWITCH_SMTP_PORT: deliver over SMTP to 127.0.0.1 on this port; without it, deliver through
   dpo_site.backends.RefusingBackend (in memory, refuses recipients at refused.example)
 """
@@ -70,6 +71,10 @@ elif _vendor == "sqlite":
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _name}}
 else:
     raise RuntimeError(f"DPO_SWITCH_DB must be sqlite, postgres or mysql, not {_vendor!r}")
+
+# A project that never ran django-post_office 3.9 or later has no migration depending on its 0012-0014.
+if os.environ.get("DPO_SWITCH_SHOP_MIGRATIONS"):
+    MIGRATION_MODULES = {"shop": os.environ["DPO_SWITCH_SHOP_MIGRATIONS"]}
 
 MEDIA_ROOT = os.environ.get("DPO_SWITCH_MEDIA_ROOT", os.path.join(os.path.dirname(__file__), "media"))
 DEFAULT_FROM_EMAIL = "shop@example.com"
