@@ -2,6 +2,12 @@
 
 Every entry point (``mail.send``, queue options, file templates, the template
 files of ``mail_templates``, ``EmailTemplate.clean``) checks codes here.
+
+A code the project does not list is accepted the way Django's
+``get_supported_language_variant`` accepts it (``'de-at'`` when LANGUAGES has
+``'de'``, ``'pt'`` when it has only ``'pt-br'``) and stands for the listed code
+Django picks: that code is what is stored and looked up, so ``Email.language``
+and a translation's language are always codes of settings.LANGUAGES.
 """
 
 from __future__ import annotations
@@ -35,15 +41,41 @@ def language_codes() -> frozenset[str]:
     return _CODES[1]
 
 
+def supported_language(code: str) -> str | None:
+    """The code of settings.LANGUAGES that ``code`` stands for, in its one spelling, or None.
+
+    A listed code is itself ('pt_BR' -> 'pt-br'). Any other goes through
+    ``django.utils.translation.get_supported_language_variant``, as Django's
+    LocaleMiddleware takes a browser's language: 'de-at' -> 'de' (its generic
+    code), 'zh-hk' -> 'zh-hant' (Django's fallback), 'pt' -> 'pt-br' (a listed
+    variant of the same language). Like Django, only languages Django has a
+    catalogue for are resolved this way, and none with USE_I18N = False.
+    """
+    wanted = normalize_language(code)
+    if not wanted:
+        return ""
+    codes = language_codes()
+    if wanted in codes:
+        return wanted
+    try:
+        variant = normalize_language(translation.get_supported_language_variant(wanted))
+    except LookupError:
+        return None
+    return variant if variant in codes else None
+
+
 def check_language(language: Any, field: str = "language") -> str:
-    """Return the code as settings.LANGUAGES spells it ('pt_BR' -> 'pt-br'; '' or None: none), or raise."""
+    """Return the settings.LANGUAGES code ``language`` stands for ('' or None: none), or raise.
+
+    'pt_BR' -> 'pt-br'; an unlisted variant -> the listed code (:func:`supported_language`).
+    """
     if language in (None, ""):
         return ""
     if isinstance(language, str):
-        wanted = normalize_language(language)
-        if wanted in language_codes():
-            return wanted
-    raise InvalidArgument(field, language, "is not a language code in settings.LANGUAGES")
+        supported = supported_language(language)
+        if supported:
+            return supported
+    raise InvalidArgument(field, language, "is not a language code in settings.LANGUAGES, nor a variant of one")
 
 
 def language_chain(language: str) -> list[str]:

@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from .choices import CLAIMABLE, PRIORITY, STATUS, RecipientDeliveryStatus
 from .conf import settings as po_settings
 from .conf import template_cache
-from .languages import language_codes, normalize_language
+from .languages import normalize_language, supported_language
 from .records import DoNotSendEntry, DoNotSendQuerySet, ImportedRow, do_not_send_key
 from .validation import check_database_template_name, check_template_syntax
 
@@ -426,8 +426,14 @@ class EmailTemplate(models.Model):
             self.name = parent.name
         else:
             self.validate_name()
-        if self.language and normalize_language(self.language) not in language_codes():
-            raise ValidationError({"language": f"{self.language!r} is not in settings.LANGUAGES."})
+        if self.language:
+            supported = supported_language(self.language)
+            if not supported:
+                raise ValidationError(
+                    {"language": f"{self.language!r} is not in settings.LANGUAGES, nor a variant of one."}
+                )
+            # A variant the project does not list ('de-at') is a translation in the code Django picks for it ('de').
+            self.language = supported
         if self.default_template_id and not self.language:
             raise ValidationError({"language": "A translation needs a language."})
         self.validate_syntax()

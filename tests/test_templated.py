@@ -247,7 +247,7 @@ class FileTemplateTests(TestCase):
                 mail.send(["to@example.com"], template=name)
             self.assertIn(text, str(caught.exception))
         with self.assertRaises(InvalidArgument) as caught:
-            render_file_template(WELCOME, {}, "de-at")
+            render_file_template(WELCOME, {}, "es-mx")  # no supported base ('de-at' would stand for 'de')
         self.assertEqual(caught.exception.field, "language")
         with self.assertRaises(InvalidArgument):
             render_file_template(WELCOME, ["not", "a", "dict"])  # type: ignore[arg-type]
