@@ -43,12 +43,16 @@ def unknown_keys(raw: dict[str, Any]) -> Messages:
             hint="Check the spelling against the settings reference.",
             id="post_office.W001",
         )
-        for key in sorted(set(raw) - KNOWN_KEYS)
+        for key in sorted(set(raw) - KNOWN_KEYS - RETIRED_KEYS.keys())
     ]
 
 
 def _backend_targets(raw: dict[str, Any]) -> list[tuple[str, Any]]:
-    return list((raw.get("BACKENDS") or {}).items())
+    targets = list((raw.get("BACKENDS") or {}).items())
+    legacy = po_settings.legacy_email_backend()  # W043
+    if legacy is not None:
+        targets.append(("default", legacy))
+    return targets
 
 
 def _is_mailer(target: str) -> bool:
@@ -291,9 +295,93 @@ def restricted_libraries(raw: dict[str, Any]) -> Messages:
     return []
 
 
+# --- django-post_office's settings keys (W040-W043, E044) ----------------------------------------------------
+
+#: django-post_office 3.x keys that do nothing here: each gets its own warning (and no W001 spelling hint).
+RETIRED_KEYS: dict[str, tuple[str, str]] = {
+    "LOCK_FILE_NAME": (
+        "post_office.W040",
+        "delivery takes no lock file. Every email is claimed in the database, so overlapping "
+        "send_queued_mail runs, on one host or many, never send the same email.",
+    ),
+    "CONTEXT_FIELD_CLASS": (
+        "post_office.W041",
+        "an email's context is always stored in Django's JSONField (a pickled context could run code when "
+        "it is read), so it must be JSON-safe when it is stored; no other field class is used.",
+    ),
+    "WEBHOOKS": (
+        "post_office.W042",
+        "it configures django-post_office's webhook views for Amazon SES and SparkPost delivery events, "
+        "which this package does not have.",
+    ),
+}
+
+
+def retired_keys(raw: dict[str, Any]) -> Messages:
+    """W040-W042: a django-post_office key that does nothing here, said once, with why."""
+    return [
+        checks.Warning(
+            f"POST_OFFICE[{key!r}] is not needed here: {why}",
+            hint=f"Remove {key!r} from POST_OFFICE.",
+            id=check_id,
+        )
+        for key, (check_id, why) in RETIRED_KEYS.items()
+        if key in raw
+    ]
+
+
+def legacy_email_backend(raw: dict[str, Any]) -> Messages:
+    """W043: django-post_office's old POST_OFFICE['EMAIL_BACKEND'], read only without BACKENDS (as it did)."""
+    if "EMAIL_BACKEND" not in raw:
+        return []
+    value = po_settings.legacy_email_backend()
+    if value is None:
+        return [
+            checks.Warning(
+                "POST_OFFICE['EMAIL_BACKEND'] is not needed here: POST_OFFICE['BACKENDS'] or DEFAULT_MAILER is "
+                "set, so it is ignored (as django-post_office ignores it then).",
+                hint="Remove 'EMAIL_BACKEND' from POST_OFFICE.",
+                id="post_office.W043",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"POST_OFFICE['EMAIL_BACKEND'] is django-post_office's old way to name the default delivery backend; "
+            f"it is read as POST_OFFICE['BACKENDS']['default'] = {value!r}.",
+            hint=f"Write POST_OFFICE['BACKENDS'] = {{'default': {value!r}}} instead.",
+            id="post_office.W043",
+        )
+    ]
+
+
+def default_mailer(raw: dict[str, Any]) -> Messages:
+    """E044: DEFAULT_MAILER names no delivery backend (a BACKENDS alias, or a MAILERS alias that sends)."""
+    value = raw.get("DEFAULT_MAILER")
+    if value in (None, "", "default") or (isinstance(value, str) and value in (raw.get("BACKENDS") or {})):
+        return []
+    if not isinstance(value, str):
+        problem = "must be the name of a delivery alias"
+    elif not _is_mailer(value):
+        problem = "is neither an alias in POST_OFFICE['BACKENDS'] nor a MAILERS alias"
+    elif is_queueing_backend(mailers()[value].get("BACKEND")):
+        problem = "names a MAILERS entry that is the queueing backend itself: emails would be queued forever"
+    else:
+        return []
+    return [
+        checks.Error(
+            f"POST_OFFICE['DEFAULT_MAILER'] = {value!r} {problem}.",
+            hint="Name the alias whose backend really sends the email that names no backend.",
+            id="post_office.E044",
+        )
+    ]
+
+
 #: Every check, in the order their messages are reported.
 CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     unknown_keys,
+    retired_keys,
+    legacy_email_backend,
+    default_mailer,
     backend_importable,
     backend_not_queueing,
     backend_path_beside_mailers,
@@ -366,7 +454,7 @@ def _conversion_advice(applied: set[str], alias: str) -> str:
         ).format(alias=alias, last=CONVERTED, database=database)
     if DPO_FIRST not in applied:
         return ""
-    started = sorted(name for name in applied if name > "0014")
+    started = sorted(name for name in applied if name >= "0015")
     if started:
         return (
             "The conversion of database “{alias}” from django-post_office stopped after {step}. Run “python "

@@ -63,6 +63,9 @@ KNOWN_KEYS = frozenset(
         "HEARTBEAT_INTERVAL",
         "HEALTH_MAX_AGE",
         "HEALTH_MAX_SILENCE",
+        # django-post_office's other ways to name the default delivery backend (see BACKENDS).
+        "DEFAULT_MAILER",
+        "EMAIL_BACKEND",
     }
 )
 
@@ -118,11 +121,32 @@ class PostOfficeSettings:
         not the queueing backend.
         """
         backends = dict(self._get("BACKENDS", {}) or {})
-        if "default" not in backends:
-            default = self._default_delivery_backend()
+        mailer = self.DEFAULT_MAILER
+        if mailer:
+            # django-post_office 3.12: email that names no backend goes through this alias.
+            backends["default"] = backends.get(mailer, mailer)
+        elif "default" not in backends:
+            default = self.legacy_email_backend() or self._default_delivery_backend()
             if default is not None:
                 backends["default"] = default
         return backends
+
+    @property
+    def DEFAULT_MAILER(self) -> str | None:
+        """django-post_office 3.12's name for the delivery alias of email that names no backend: None.
+
+        A ``BACKENDS`` alias or a ``MAILERS`` alias; when set (and not
+        ``'default'``), ``BACKENDS['default']`` is that alias's backend. A value
+        that is not a string is ignored (and reported by a system check).
+        """
+        value = self._get("DEFAULT_MAILER", None)
+        return value if isinstance(value, str) and value not in ("", "default") else None
+
+    def legacy_email_backend(self) -> str | None:
+        """django-post_office's ``POST_OFFICE['EMAIL_BACKEND']``, read as it read it: only without BACKENDS."""
+        if self._get("BACKENDS", None) or self.DEFAULT_MAILER:
+            return None
+        return self._get("EMAIL_BACKEND", None) or None
 
     @staticmethod
     def _default_delivery_backend() -> str | None:
@@ -339,9 +363,10 @@ class PostOfficeSettings:
         True uses a ``'post_office'`` cache alias when one is configured, else
         ``'default'`` unless that is a per-process cache (``LocMemCache``), which
         other processes could not invalidate. django-post_office's top-level
-        ``POST_OFFICE_CACHE = False`` turns it off too.
+        ``POST_OFFICE_CACHE = False`` or ``POST_OFFICE_TEMPLATE_CACHE = False``
+        turns it off too.
         """
-        value = self._get("TEMPLATE_CACHE", getattr(django_settings, "POST_OFFICE_CACHE", True))
+        value = self._get("TEMPLATE_CACHE", _django_post_office_cache_switch())
         return value if isinstance(value, str) else bool(value)
 
     @property
@@ -422,6 +447,13 @@ class PostOfficeSettings:
         """
         value = self._get("LEASE_SECONDS", None)
         return float(value) if value else 10.0
+
+
+def _django_post_office_cache_switch() -> bool:
+    """django-post_office's top-level switches: templates are cached unless either is false."""
+    return bool(getattr(django_settings, "POST_OFFICE_CACHE", True)) and bool(
+        getattr(django_settings, "POST_OFFICE_TEMPLATE_CACHE", True)
+    )
 
 
 def _duration(value: Any) -> datetime.timedelta:
