@@ -170,7 +170,8 @@ class DefaultMailerTest(TestCase):
         backends = {"default": "tests.backends.ScriptedBackend", "bulk": RECORDING}
         with override_settings(POST_OFFICE={"BACKENDS": backends, "DEFAULT_MAILER": "bulk"}):
             self.assertEqual(po_settings.BACKENDS["default"], RECORDING)
-            self.assertEqual(check_settings(), [])
+            # (Django 6.1 with the test settings' MAILERS: W002 says to make these paths MAILERS entries.)
+            self.assertEqual([i for i in ids(check_settings()) if i != "post_office.W002"], [])
             mail.send("to@example.com", "from@example.com", subject="through bulk", message="m")
             Worker().run()
         self.assertEqual([m.subject for m in RecordingBackend.sent], ["through bulk"])
