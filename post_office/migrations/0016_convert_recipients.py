@@ -12,5 +12,5 @@ class Migration(migrations.Migration):
         _conversion.AddFieldIfNeeded("email", "to_list", models.JSONField(null=True, blank=True)),
         _conversion.AddFieldIfNeeded("email", "cc_list", models.JSONField(null=True, blank=True)),
         _conversion.AddFieldIfNeeded("email", "bcc_list", models.JSONField(null=True, blank=True)),
-        migrations.RunPython(_conversion.fill_recipients, _conversion.noop),
+        migrations.RunPython(_conversion.fill_recipients, _conversion.unfill_recipients),
     ]

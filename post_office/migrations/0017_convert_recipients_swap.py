@@ -9,9 +9,9 @@ class Migration(migrations.Migration):
     dependencies = [("post_office", "0016_convert_recipients")]
 
     operations = [
-        _conversion.RemoveFieldIfNeeded("email", "to"),
-        _conversion.RemoveFieldIfNeeded("email", "cc"),
-        _conversion.RemoveFieldIfNeeded("email", "bcc"),
+        _conversion.RemoveFieldIfNeeded("email", "to", replaced_by="to_list"),
+        _conversion.RemoveFieldIfNeeded("email", "cc", replaced_by="cc_list"),
+        _conversion.RemoveFieldIfNeeded("email", "bcc", replaced_by="bcc_list"),
         _conversion.RenameFieldIfNeeded("email", "to_list", "to"),
         _conversion.RenameFieldIfNeeded("email", "cc_list", "cc"),
         _conversion.RenameFieldIfNeeded("email", "bcc_list", "bcc"),

@@ -75,16 +75,36 @@ class AddFieldIfNeeded(migrations.AddField):
 
 
 class RemoveFieldIfNeeded(migrations.RemoveField):
+    """Drop a column if it is there and, when ``replaced_by`` is given, only while that column is there too.
+
+    ``replaced_by`` guards a column whose name a later step gives to its replacement: once
+    ``to_list`` has been renamed ``to``, the ``to`` found on a second run is the new one, to keep.
+    """
+
+    def __init__(self, model_name: str, name: str, replaced_by: str | None = None) -> None:
+        super().__init__(model_name, name)
+        self.replaced_by = replaced_by
+
+    def deconstruct(self):
+        name, args, kwargs = super().deconstruct()
+        if self.replaced_by:
+            kwargs["replaced_by"] = self.replaced_by
+        return name, args, kwargs
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = from_state.apps.get_model(app_label, self.model_name)
-        if model._meta.get_field(self.name).column in _columns(schema_editor, model._meta.db_table):
+        columns = _columns(schema_editor, model._meta.db_table)
+        if self.replaced_by and self.replaced_by not in columns:
+            return
+        if model._meta.get_field(self.name).column in columns:
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
 class RenameFieldIfNeeded(migrations.RenameField):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = from_state.apps.get_model(app_label, self.model_name)
-        if self.old_name in _columns(schema_editor, model._meta.db_table):
+        columns = _columns(schema_editor, model._meta.db_table)
+        if self.old_name in columns and self.new_name not in columns:
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
@@ -242,6 +262,26 @@ def fill_recipients(apps, schema_editor) -> None:
             email.cc_list = split_addresses(email.cc)
             email.bcc_list = split_addresses(email.bcc)
         Email.objects.using(db).bulk_update(batch, ["to_list", "cc_list", "bcc_list"])
+
+
+def unfill_recipients(apps, schema_editor) -> None:
+    """Going back to django-post_office's schema: the lists as its comma-separated text again."""
+    if not {"to", "to_list"} <= _columns(schema_editor, "post_office_email"):
+        return
+    Email = apps.get_model("post_office", "Email")
+    db = schema_editor.connection.alias
+    last_id = 0
+    while True:
+        batch = list(Email.objects.using(db).filter(id__gt=last_id).order_by("id").only("id", *LISTS)[:BATCH])
+        if not batch:
+            break
+        for email in batch:
+            email.to, email.cc, email.bcc = (", ".join(getattr(email, f"{name}_list") or []) for name in LISTS[:3])
+        Email.objects.using(db).bulk_update(batch, ["to", "cc", "bcc"])
+        last_id = batch[-1].id
+
+
+LISTS = ("to", "cc", "bcc", "to_list", "cc_list", "bcc_list")
 
 
 def fill_email_defaults(apps, schema_editor) -> None:
