@@ -448,20 +448,20 @@ def _conversion_advice(applied: set[str], alias: str) -> str:
         return ""
     if PRE_RELEASE_LAST in applied and DPO_FIRST not in applied:
         return (
-            "The post_office tables of database “{alias}” were created by a pre-release of this app, whose "
+            f"The post_office tables of database “{alias}” were created by a pre-release of this app, whose "
             "migrations were renamed. Their schema is the current one: record that with “python manage.py migrate "
-            "post_office {last} --fake{database}”."
-        ).format(alias=alias, last=CONVERTED, database=database)
+            f"post_office {CONVERTED} --fake{database}”."
+        )
     if DPO_FIRST not in applied:
         return ""
     started = sorted(name for name in applied if name >= "0015")
     if started:
         return (
-            "The conversion of database “{alias}” from django-post_office stopped after {step}. Run “python "
-            "manage.py migrate post_office{database}” again: it resumes where it stopped."
-        ).format(alias=alias, step=started[-1], database=database)
+            f"The conversion of database “{alias}” from django-post_office stopped after {started[-1]}. Run “python "
+            f"manage.py migrate post_office{database}” again: it resumes where it stopped."
+        )
     return (
-        "The post_office tables of database “{alias}” are django-post_office's and not converted yet, so mail "
-        "cannot be queued or delivered. Run “python manage.py migrate post_office{database}” to convert them in "
+        f"The post_office tables of database “{alias}” are django-post_office's and not converted yet, so mail "
+        f"cannot be queued or delivered. Run “python manage.py migrate post_office{database}” to convert them in "
         "place (ids, dates and history are kept)."
-    ).format(alias=alias, database=database)
+    )
