@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import Storage
 from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -20,7 +19,9 @@ from .choices import CLAIMABLE, PRIORITY, STATUS, RecipientDeliveryStatus
 from .conf import settings as po_settings
 from .conf import template_cache
 from .languages import normalize_language, supported_language
+from .model_compat import AttachmentApi, EmailApi, EmailTemplateApi, TemplateNaturalKeys, get_upload_path
 from .records import DoNotSendEntry, DoNotSendQuerySet, ImportedRow, do_not_send_key
+from .storage import AttachmentStorage
 from .validation import check_database_template_name, check_template_syntax
 
 if TYPE_CHECKING:
@@ -38,13 +39,16 @@ __all__ = [
     "Email",
     "EmailQuerySet",
     "EmailTemplate",
+    "EmailTemplateManager",
     "EmailTemplateQuerySet",
     "EmailTemplateVersion",
     "ImportedRow",
     "Log",
+    "RecipientDeliveryStatus",
     "WorkerHeartbeat",
     "do_not_send_key",
     "get_attachment_storage",
+    "get_upload_path",
     "template_cache_key",
 ]
 
@@ -77,7 +81,7 @@ class EmailQuerySet(models.QuerySet["Email"]):
         return self.order_by(*po_settings.SENDING_ORDER, "id")
 
 
-class Email(models.Model):
+class Email(EmailApi, models.Model):
     """One queued, sent or failed email."""
 
     STATUS = STATUS
@@ -191,12 +195,16 @@ class Email(models.Model):
         log_level: int | None = None,
         disconnect_after_delivery: bool = True,
         commit: bool = True,
+        connection: Any = None,
     ) -> int:
-        """Send this email now through its backend alias; record and return the status."""
+        """Send this email now through its backend alias (or ``connection``); record and return the status.
+
+        With ``commit=False`` nothing is recorded and a failure raises its error.
+        """
         # A django-post_office door on the model: it reaches up into delivery/, so it imports when called.
         from .delivery.worker import dispatch_one
 
-        return dispatch_one(self, log_level=log_level, commit=commit)
+        return dispatch_one(self, log_level=log_level, commit=commit, connection=connection)
 
 
 class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
@@ -259,6 +267,10 @@ class EmailTemplateQuerySet(models.QuerySet["EmailTemplate"]):
     delete.queryset_only = True  # type: ignore[attr-defined]
 
 
+class EmailTemplateManager(TemplateNaturalKeys, models.Manager.from_queryset(EmailTemplateQuerySet)):  # type: ignore[misc]
+    """``EmailTemplate.objects``: the queryset's methods and natural keys."""
+
+
 def _delete_translations_of(pks: list[Any], using: str) -> tuple[int, dict[str, int]]:
     """Delete the translations of these templates before the templates themselves.
 
@@ -316,7 +328,7 @@ def _invalidate(names: Iterable[str | None]) -> None:
         transaction.on_commit(delete, using=using)
 
 
-class EmailTemplate(models.Model):
+class EmailTemplate(EmailTemplateApi, models.Model):
     """A database template, or a translation of one (``default_template`` set)."""
 
     TEMPLATE_FIELDS = ("subject", "content", "html_content")
@@ -344,7 +356,7 @@ class EmailTemplate(models.Model):
     created = models.DateTimeField(_("created"), auto_now_add=True)
     last_updated = models.DateTimeField(_("last updated"), auto_now=True)
 
-    objects = EmailTemplateQuerySet.as_manager()
+    objects = EmailTemplateManager()
 
     #: Who is saving (a user name): recorded as ``replaced_by`` of the version a save keeps.
     saved_by = ""
@@ -367,7 +379,7 @@ class EmailTemplate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} [{self.language}]" if self.language else self.name
+        return f"{self.name} {self.language}"
 
     #: The fields a version keeps (EmailTemplateVersion): a save that changes one of them keeps the old text.
     VERSIONED_FIELDS = ("name", "description", "subject", "content", "html_content", "language")
@@ -439,42 +451,11 @@ class EmailTemplate(models.Model):
         self.validate_syntax()
 
 
-class AttachmentStorage(Storage):
-    """The storage named by ``POST_OFFICE['FILE_STORAGE']``, looked up at each use."""
-
-    def _target(self) -> Storage:
-        return storages[po_settings.FILE_STORAGE]
-
-    def open(self, name: str, mode: str = "rb") -> Any:
-        return self._target().open(name, mode)
-
-    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
-        return self._target().save(name, content, max_length=max_length)
-
-    def delete(self, name: str) -> None:
-        self._target().delete(name)
-
-    def exists(self, name: str) -> bool:
-        return self._target().exists(name)
-
-    def size(self, name: str) -> int:
-        return self._target().size(name)
-
-    def url(self, name: str | None) -> str:
-        return self._target().url(name)
-
-    def path(self, name: str) -> str:
-        return self._target().path(name)
-
-    def generate_filename(self, filename: str | os.PathLike[str]) -> str:
-        return self._target().generate_filename(filename)
-
-
 def get_attachment_storage() -> Storage:
     return AttachmentStorage()
 
 
-class Attachment(models.Model):
+class Attachment(AttachmentApi, models.Model):
     """A file attached to emails; identical content is stored once and shared."""
 
     file = models.FileField(_("file"), upload_to="post_office_attachments", storage=get_attachment_storage)
@@ -523,7 +504,7 @@ class Log(models.Model):
         ordering = ["-date"]
 
     def __str__(self) -> str:
-        return f"{self.get_status_display()} {self.date:%Y-%m-%d %H:%M:%S}"
+        return str(self.date)
 
 
 class EmailTemplateVersion(models.Model):

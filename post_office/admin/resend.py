@@ -84,6 +84,7 @@ def resend_copy(original: Email, to: list[str] | None = None) -> Email:
         status=STATUS.queued,
         message_id=new_message_id(),
     )
+    duplicate.checked = True  # a copy of a stored email: delivery checks it as it checks the original
     attachments = list(original.attachments.values_list("pk", flat=True))
     with transaction.atomic():
         persist([Prepared(duplicate)])

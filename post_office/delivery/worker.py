@@ -21,10 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.core.mail.backends.base import BaseEmailBackend
+
 from ..choices import STATUS
 from ..conf import settings as po_settings
 from ..models import DeliverySwitch, Email
-from ..transport.connections import ConnectionPool
+from ..transport.connections import ConnectionPool, GivenConnection
+from ..transport.failures import ConnectionFailed
 from . import claim
 from .pipeline import Pipeline
 from .record import Recorder
@@ -226,14 +229,24 @@ class Worker:
             yield
 
 
-def dispatch_one(email: Email, *, log_level: int | None = None, commit: bool = True) -> int:
-    """Send one email now, whatever its status (django-post_office's ``Email.dispatch``)."""
+def dispatch_one(
+    email: Email, *, log_level: int | None = None, commit: bool = True, connection: BaseEmailBackend | None = None
+) -> int:
+    """Send one email now, whatever its status (django-post_office's ``Email.dispatch``).
+
+    Through ``connection`` when given (left open), else through a connection of
+    the email's backend alias. With ``commit=False`` nothing is written, and a
+    failed attempt raises its error, as django-post_office's did.
+    """
     worker = Worker(log_level=log_level)
-    pool = ConnectionPool()
+    pool = ConnectionPool() if connection is None else GivenConnection(connection)
     try:
-        outcome = send_one(email, pool)
+        outcome = send_one(email, pool)  # type: ignore[arg-type]
     finally:
         pool.close_all()
+    if not commit and outcome.error is not None:
+        # The backend's own error, not the wrapper that says which connection failed to open.
+        raise outcome.error.error if isinstance(outcome.error, ConnectionFailed) else outcome.error
     if commit:
         worker.record(None, [outcome])
     elif outcome.error is None:

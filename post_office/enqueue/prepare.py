@@ -102,6 +102,7 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
         language=language,
         alternatives=alternatives,
     )
+    email.checked = True  # by this function: its insert is not checked again (model_compat)
     if request.template:
         _from_template(email, attachments, request, lookup)
     else:

@@ -47,8 +47,8 @@ def _prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
     return prepared
 
 
-def persist(prepared: list[Prepared], log_level: int | None = None) -> None:
-    """Insert emails and attachments atomically; signal and deliver 'now' mail on commit."""
+def persist(prepared: list[Prepared], log_level: int | None = None, *, announce: bool = True) -> None:
+    """Insert emails and attachments atomically; signal and deliver 'now' mail on commit (unless not ``announce``)."""
     if not prepared:
         return
     emails = [item.email for item in prepared]
@@ -62,7 +62,8 @@ def persist(prepared: list[Prepared], log_level: int | None = None) -> None:
             Email.objects.bulk_create(emails)
             store_attachments(with_attachments)
             notify_queued()
-    transaction.on_commit(lambda: _after_commit(emails, log_level))
+    if announce:
+        transaction.on_commit(lambda: _after_commit(emails, log_level))
 
 
 def _after_commit(emails: list[Email], log_level: int | None) -> None:
@@ -127,6 +128,14 @@ def store_edit(email: Email, prepared: Prepared) -> bool:
     if updated:
         notify_queued()  # its new schedule may be due now: wake PostgreSQL workers
     return bool(updated)
+
+
+def create_one(request: EmailRequest, *, commit: bool = True) -> Email:
+    """Validate and store one email without announcing it (``mail.create``): no signal, no 'now' delivery."""
+    prepared = _prepare(request, lookup_for([request]))
+    if commit:
+        persist([prepared], announce=False)
+    return prepared.email
 
 
 def queue_one(request: EmailRequest, *, log_level: int | None = None, commit: bool = True) -> Email:

@@ -27,6 +27,10 @@ cache_key = template_cache_key
 Family = dict[str, EmailTemplate]
 
 
+class MissingEmailTemplate(UnknownTemplate, EmailTemplate.DoesNotExist):
+    """No database template of that name (or translation): also ``EmailTemplate.DoesNotExist``, as it was."""
+
+
 def _pack(family: Family) -> dict[str, Any]:
     names = [f.attname for f in EmailTemplate._meta.concrete_fields]
     return {"fields": names, "rows": [[getattr(t, name) for name in names] for t in family.values()]}
@@ -84,13 +88,13 @@ def get_families(names: Iterable[str]) -> dict[str, Family]:
 def choose_template(family: Family | None, name: str, language: str) -> EmailTemplate:
     """Pick the first template of ``language_chain(language)`` in the family, or raise UnknownTemplate."""
     if not family or "" not in family:
-        raise UnknownTemplate("template", name, "is not the name of an EmailTemplate")
+        raise MissingEmailTemplate("template", name, "is not the name of an EmailTemplate")
     chain = language_chain(language)
     for code in chain:
         if code in family:
             return family[code]
     tried = ", ".join(repr(code) for code in chain)
-    raise UnknownTemplate("language", language, f"has no translation of template {name!r} (tried {tried})")
+    raise MissingEmailTemplate("language", language, f"has no translation of template {name!r} (tried {tried})")
 
 
 class TemplateLookup:

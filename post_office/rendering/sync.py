@@ -125,7 +125,7 @@ def export_templates(directory: str | os.PathLike[str], names: Iterable[str] | N
     seen: dict[str, str] = {}
     codes = language_codes()
     for template in templates:
-        label = str(template)
+        label = f"{template.name} [{template.language}]" if template.language else template.name
         try:
             path = file_path_for(template.name, template.language)
         except ValueError as error:

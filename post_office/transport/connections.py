@@ -194,6 +194,23 @@ class ConnectionPool:
             _close_quietly(connection)
 
 
+class GivenConnection:
+    """A pool of one: a connection the caller opened (``Email.dispatch(connection=...)``), never closed here."""
+
+    def __init__(self, connection: BaseEmailBackend) -> None:
+        self._connection = connection
+
+    def accepts_wire(self, alias: str) -> bool:
+        return callable(getattr(self._connection, "send_wire", None))
+
+    @contextmanager
+    def connection(self, alias: str) -> Iterator[BaseEmailBackend]:
+        yield self._connection
+
+    def close_all(self) -> None:
+        """The caller's connection stays open: the caller closes it."""
+
+
 def _close_quietly(connection: BaseEmailBackend) -> None:
     try:
         connection.close()
