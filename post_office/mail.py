@@ -9,19 +9,32 @@ The work is done in :mod:`post_office.enqueue`.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 
+from .choices import PRIORITY, STATUS
+from .conf import settings as po_settings
 from .delivery.processes import run_processes
 from .enqueue.request import EmailRequest
-from .enqueue.store import queue, queue_one
+from .enqueue.store import create_one, queue, queue_one
 from .exceptions import InvalidArgument
-from .models import Email, EmailQuerySet, EmailTemplate
+from .models import Email, EmailQuerySet, EmailTemplate, Log
+from .signals import email_queued
 from .validation import check_log_level, check_no_line_breaks
 
 __all__ = [
+    "PRIORITY",
+    "STATUS",
+    "Email",
+    "EmailTemplate",
+    "Log",
+    "attach_templates",
+    "create",
+    "email_queued",
+    "logger",
     "send",
     "send_many",
     "send_mail",
@@ -31,7 +44,10 @@ __all__ = [
     "mail_managers",
     "get_queued",
     "send_queued",
+    "send_queued_mail_until_done",
 ]
+
+logger = logging.getLogger("post_office")
 
 
 def send(
@@ -232,15 +248,80 @@ def mail_managers(
     return _mail_server("MANAGERS", subject, message, html_message, priority)
 
 
-# -- django-post_office's delivery entry points --------------------------------
+# -- django-post_office's building blocks and delivery entry points -----------
+
+
+def create(
+    sender: str | None,
+    recipients: str | Sequence[str] | None = None,
+    cc: str | Sequence[str] | None = None,
+    bcc: str | Sequence[str] | None = None,
+    subject: str = "",
+    message: str = "",
+    html_message: str = "",
+    context: Mapping[str, Any] | None = None,
+    scheduled_time: datetime.datetime | datetime.date | None = None,
+    expires_at: datetime.datetime | datetime.date | None = None,
+    headers: Mapping[str, str] | None = None,
+    template: str | EmailTemplate | None = None,
+    priority: str | int | None = None,
+    render_on_delivery: bool = False,
+    commit: bool = True,
+    backend: str = "",
+) -> Email:
+    """Build one email as ``send`` does and store it (unless ``commit=False``); return it.
+
+    The building block under ``send``: no attachments, no ``email_queued``
+    signal and no immediate delivery (a ``priority='now'`` email waits for the
+    next delivery run, or your ``email.dispatch()``). Validated like ``send``.
+    """
+    request = EmailRequest(
+        recipients=recipients,
+        sender=sender,
+        template=template,
+        context=context,
+        subject=subject,
+        message=message,
+        html_message=html_message,
+        scheduled_time=scheduled_time,
+        expires_at=expires_at,
+        headers=headers,
+        priority=priority,
+        render_on_delivery=render_on_delivery,
+        cc=cc,
+        bcc=bcc,
+        backend=backend,
+    )
+    return create_one(request, commit=commit)
 
 
 def get_queued() -> EmailQuerySet:
-    """Return the emails that are due now, in sending order (not claimed)."""
-    return Email.objects.due().in_sending_order()
+    """The emails due now, in sending order, at most ``BATCH_SIZE`` of them (a sliced queryset, not claimed)."""
+    return Email.objects.due().in_sending_order().prefetch_related("attachments")[: po_settings.BATCH_SIZE]
+
+
+def attach_templates(emails: Sequence[Email]) -> None:
+    """Load the templates of these emails in one query and set each email's ``template``."""
+    ids = {email.template_id for email in emails if email.template_id is not None}
+    if not ids:
+        return
+    templates = EmailTemplate.objects.in_bulk(ids)
+    for email in emails:
+        if email.template_id in templates:
+            email.template = templates[email.template_id]
 
 
 def send_queued(processes: int = 1, log_level: int | None = None) -> tuple[int, int, int]:
     """Deliver every due email once; return ``(sent, failed, requeued)``."""
     stats = run_processes(processes=processes, log_level=log_level)
     return stats.sent, stats.failed, stats.requeued
+
+
+def send_queued_mail_until_done(lockfile: str | None = None, processes: int = 1, log_level: int | None = None) -> None:
+    """Deliver until nothing is due (what the ``send_queued_mail`` command and the Celery task do).
+
+    One delivery run claims batch after batch until the queue is empty. No lock
+    is taken (``lockfile`` is accepted and ignored): claims keep overlapping
+    runs from sending an email twice.
+    """
+    send_queued(processes, log_level)

@@ -269,36 +269,51 @@ def store_attachments(per_email: Sequence[tuple[Email, list[AttachmentData]]]) -
     wanted = [(email, data) for email, items in per_email for data in items]
     if not wanted:
         return
+    rows = attachment_rows([data for _email, data in wanted])
+    through = Attachment.emails.through
+    seen: set[tuple[int, int]] = set()
+    through_rows = []
+    for (email, _data), row in zip(wanted, rows, strict=True):
+        pair = (row.pk, email.pk)
+        if pair not in seen:
+            seen.add(pair)
+            through_rows.append(through(attachment_id=pair[0], email_id=pair[1]))
+    through.objects.bulk_create(through_rows)
+
+
+def attachment_rows(items: Sequence[AttachmentData], *, share_rows: bool = True) -> list[Attachment]:
+    """A saved Attachment row for each item, in order; each distinct content is stored once.
+
+    With ``share_rows`` a row with the same content, name, type and headers is
+    reused (a stored one, or one made for an earlier item); without it every
+    item gets a row of its own (the content's file is still shared).
+    """
     storage = get_attachment_storage()
-    hashes = {content_hash(data.content): data.content for _email, data in wanted}
+    hashes = {content_hash(data.content): data.content for data in items}
     rows: dict[tuple[str, str, str, str], Attachment] = {}
-    for row in stored_rows(hashes):
+    stored = stored_rows(hashes)
+    for row in stored if share_rows else ():
         rows.setdefault(_key(row.content_hash, row.name, row.mimetype, row.headers), row)
-    paths = {row.content_hash: row.file.name for row in rows.values()}
+    paths = {row.content_hash: row.file.name for row in stored}
     new_rows: list[Attachment] = []
-    links: list[tuple[Email, tuple[str, str, str, str]]] = []
-    for email, data in wanted:
+    result: list[Attachment] = []
+    for data in items:
         digest = content_hash(data.content)
         key = _key(digest, data.name, data.mimetype, data.headers)
-        if key not in rows:
+        found = rows.get(key) if share_rows else None
+        if found is None:
             if digest not in paths:
                 paths[digest] = _save_content(storage, hashes[digest])
             row = Attachment(content_hash=digest, name=data.name, mimetype=data.mimetype, headers=data.headers)
             row.file.name = paths[digest]
             rows[key] = row
             new_rows.append(row)
-        links.append((email, key))
+        else:
+            row = found
+        result.append(row)
     if new_rows:
         Attachment.objects.bulk_create(new_rows)
-    through = Attachment.emails.through
-    seen: set[tuple[int, int]] = set()
-    through_rows = []
-    for email, key in links:
-        pair = (rows[key].pk, email.pk)
-        if pair not in seen:
-            seen.add(pair)
-            through_rows.append(through(attachment_id=pair[0], email_id=pair[1]))
-    through.objects.bulk_create(through_rows)
+    return result
 
 
 def stored_rows(digests: Collection[str]) -> list[Attachment]:
