@@ -17,6 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from ..models import EmailTemplate
+from .classic import ClassicTemplateColumns
 from .forms import EmailTemplateForm, TranslationForm, TranslationFormSet
 from .template_preview import PREVIEW_MEDIA, TemplatePreviewMixin
 from .template_test_send import TemplateTestSendMixin
@@ -34,7 +35,9 @@ class TranslationInline(admin.StackedInline):
 
 
 @admin.register(EmailTemplate)
-class EmailTemplateAdmin(TemplatePreviewMixin, TemplateTestSendMixin, TemplateVersionsMixin, admin.ModelAdmin):
+class EmailTemplateAdmin(
+    TemplatePreviewMixin, TemplateTestSendMixin, TemplateVersionsMixin, ClassicTemplateColumns, admin.ModelAdmin
+):
     form = EmailTemplateForm
     list_display = ("name", "description", "subject", "languages", "last_updated")
     search_fields = ("name", "description", "subject")

@@ -22,6 +22,7 @@ from ..enqueue.store import persist, store_edit
 from ..models import STATUS, DeliverySwitch, Email
 from ..notify import notify_queued
 from .attachments import download_link
+from .classic import ClassicEmailColumns
 from .compose import EmailForm
 from .email_detail import EmailDetailMixin
 from .filters import BackendAliasFilter, LanguageFilter, TemplateFilter
@@ -30,7 +31,7 @@ from .resend import ResendMixin
 
 
 @admin.register(Email)
-class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
+class EmailAdmin(EmailDetailMixin, ResendMixin, ClassicEmailColumns, admin.ModelAdmin):
     form = EmailForm
 
     class Media:
@@ -258,6 +259,14 @@ class EmailAdmin(EmailDetailMixin, ResendMixin, admin.ModelAdmin):
         if skipped:
             text = ngettext("%(count)d email was skipped: %(why)s.", "%(count)d emails were skipped: %(why)s.", skipped)
             self.message_user(request, text % {"count": skipped, "why": why}, messages.WARNING)
+
+
+@admin.action(description=_("Retry selected failed emails"), permissions=["change"])
+def requeue(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Email]) -> TemplateResponse | None:
+    """django-post_office's action as a function, for other admins of Email: EmailAdmin's "requeue"."""
+    if not isinstance(modeladmin, EmailAdmin):
+        modeladmin = EmailAdmin(modeladmin.model, modeladmin.admin_site)
+    return modeladmin.requeue(request, queryset)
 
 
 def short_time(value: datetime.datetime | None) -> str:
