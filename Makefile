@@ -47,14 +47,23 @@ test-faults: $(BIN)/.installed
 # Switching a django-post_office database in place (tests/switch/): django-post_office 3.12.0 in its own
 # virtualenv (.venv-dpo, scripts/dpo-venv) fills SQLite, PostgreSQL and MariaDB through its own API; then this
 # package runs check, migrate and send_queued_mail on them. POST_OFFICE_SWITCH_DBS=sqlite,postgres picks databases.
-# Then the same from django-post_office 3.8.0 (an older schema: migrations up to 0011) on SQLite.
+# Then older schemas: a database django-post_office 3.8.0 made and filled (SQLite), and databases django-post_office
+# 3.0.4 created (Django 2.2, Python 3.9: JSON in text columns) and 3.12.0 upgraded and filled. Every run goes on
+# after a failure; the target fails if any did.
+DPO38 := DPO_VERSION=3.8.0 DPO_DJANGO='Django>=4.2,<5' DPO_VENV=.venv-dpo38
+DPO30 := DPO_VERSION=3.0.4 DPO_DJANGO='Django>=2.2,<2.3' DPO_EXTRA='psycopg2-binary<2.10' DPO_PYTHON=python3.9 DPO_VENV=.venv-dpo30
 test-switch: $(BIN)/.installed
 	./scripts/ensure-services postgres mysql
-	./scripts/dpo-venv
-	POST_OFFICE_SWITCH=1 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS)
-	DPO_VERSION=3.8.0 DPO_DJANGO='Django>=4.2,<5' DPO_VENV=.venv-dpo38 ./scripts/dpo-venv
+	./scripts/dpo-venv && $(DPO38) ./scripts/dpo-venv && $(DPO30) ./scripts/dpo-venv
+	status=0; \
+	echo "== django-post_office 3.12.0"; \
+	POST_OFFICE_SWITCH=1 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS) || status=1; \
+	echo "== django-post_office 3.8.0 (SQLite)"; \
 	POST_OFFICE_SWITCH=1 POST_OFFICE_SWITCH_DBS=sqlite DPO_VENV=.venv-dpo38 POST_OFFICE_SWITCH_DPO_VERSION=3.8.0 \
-		DPO_SWITCH_SHOP_MIGRATIONS=shop.migrations_old_dpo $(BIN)/python -m pytest tests/switch -k "not fresh" $(PYTEST_ARGS)
+		DPO_SWITCH_SHOP_MIGRATIONS=shop.migrations_old_dpo $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS) || status=1; \
+	echo "== created by django-post_office 3.0.4, upgraded to 3.12.0"; \
+	POST_OFFICE_SWITCH=1 POST_OFFICE_SWITCH_BORN_VENV=.venv-dpo30 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS) || status=1; \
+	exit $$status
 
 # Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
 # Screenshots of every screen go to e2e-screenshots/ (git-ignored).

@@ -4,6 +4,7 @@ The project is tests/switch/dpo_project, with the same DPO_SWITCH_* environment 
 
     .venv/bin/python tests/switch/read_switched.py dump OUT.json   # every row, as our models read them
     .venv/bin/python tests/switch/read_switched.py add OUT.json    # new rows through our API: their ids
+    .venv/bin/python tests/switch/read_switched.py schema OUT.json # the tables as the database describes them
 
 ``dump`` writes every row of post_office's and the shop's models (to/cc/bcc as our lists, dates as
 UTC ISO strings), each attachment file's SHA-256 read through our storage, which emails each
@@ -115,6 +116,42 @@ def dump() -> dict:
     }
 
 
+def schema() -> dict:
+    """Every post_office and shop table as the database describes it: column types, NULLs, constraints.
+
+    Constraint and index names are left out: only what they cover and enforce is compared.
+    """
+    introspection = connection.introspection
+    tables = sorted(t for t in introspection.table_names() if t.startswith(("post_office_", "shop_")))
+    result = {}
+    with connection.cursor() as cursor:
+        for table in tables:
+            columns = {
+                column.name: [introspection.get_field_type(column.type_code, column), bool(column.null_ok)]
+                for column in introspection.get_table_description(cursor, table)
+            }
+            constraints = sorted(
+                json.dumps(
+                    {
+                        "columns": constraint["columns"] or [],
+                        "primary_key": bool(constraint["primary_key"]),
+                        "unique": bool(constraint["unique"]),
+                        "foreign_key": list(constraint["foreign_key"] or []),
+                        "check": bool(constraint["check"]),
+                        "index": bool(constraint["index"]),
+                        "orders": constraint.get("orders") or [],
+                    },
+                    sort_keys=True,
+                )
+                for constraint in introspection.get_constraints(cursor, table).values()
+            )
+            result[table] = {"columns": columns, "constraints": constraints}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT app, name FROM django_migrations WHERE app IN ('post_office', 'shop') ORDER BY id")
+        migrations = sorted(f"{app}.{name}" for app, name in cursor.fetchall())
+    return {"tables": result, "migrations": migrations}
+
+
 def add() -> dict:
     """New rows through our API after the switch: each must get an id above the copied ones."""
     template = EmailTemplate.objects.create(name="after_switch", subject="After {{ x }}", content="Body {{ x }}")
@@ -140,9 +177,9 @@ def add() -> dict:
 
 
 def main() -> None:
-    commands = {"dump": dump, "add": add}
+    commands = {"dump": dump, "add": add, "schema": schema}
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
-        sys.exit("usage: read_switched.py dump|add OUT.json")
+        sys.exit("usage: read_switched.py dump|add|schema OUT.json")
     result = commands[sys.argv[1]]()
     Path(sys.argv[2]).write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False))
 

@@ -10,7 +10,9 @@ databases (default "sqlite,postgres,mysql"), POST_OFFICE_SWITCH_KEEP=1 keeps the
 
 An older django-post_office: DPO_VENV names its virtualenv, POST_OFFICE_SWITCH_DPO_VERSION its version and
 DPO_SWITCH_SHOP_MIGRATIONS=shop.migrations_old_dpo the shop's migrations (before 3.9 there is no 0014 to
-depend on); ``make test-switch`` runs 3.8.0 on SQLite that way.
+depend on); ``make test-switch`` runs 3.8.0 on SQLite that way. A database an older release created and
+3.12.0 upgraded: POST_OFFICE_SWITCH_BORN_VENV names the older release's virtualenv, which migrates the empty
+database first (``make test-switch`` runs 3.0.4 that way: its JSON columns are text).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ DPO_PYTHON = ROOT / os.environ.get("DPO_VENV", ".venv-dpo") / "bin" / "python"
 OUR_PYTHON = Path(sys.executable)
 #: The django-post_office release .venv-dpo holds (an older one in another virtualenv: DPO_VENV).
 DPO_VERSION = os.environ.get("POST_OFFICE_SWITCH_DPO_VERSION", "3.12.0")
+#: The older django-post_office's virtualenv that created the database, before .venv-dpo's upgraded it.
+BORN_PYTHON = (
+    ROOT / os.environ["POST_OFFICE_SWITCH_BORN_VENV"] / "bin" / "python"
+    if os.environ.get("POST_OFFICE_SWITCH_BORN_VENV")
+    else None
+)
 VENDORS = [name for name in os.environ.get("POST_OFFICE_SWITCH_DBS", "sqlite,postgres,mysql").split(",") if name]
 KEEP = bool(os.environ.get("POST_OFFICE_SWITCH_KEEP"))
 TIMEOUT = 300
@@ -73,7 +81,7 @@ class Project:
 
     def env(self, python: Path, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
-        if python == DPO_PYTHON:
+        if python != OUR_PYTHON:
             env.pop("PYTHONPATH", None)  # nothing may shadow django-post_office's post_office
         env.update(
             DJANGO_SETTINGS_MODULE="dpo_site.settings",
@@ -193,15 +201,30 @@ class Switched:
     first_run: list
     second_run: list
     after: dict  # our ORM's view after delivery
+    schema: dict  # the tables as the database describes them after migrate
 
 
 @pytest.fixture(scope="module", params=VENDORS)
-def switch(request, tmp_path_factory):
+def vendor(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def switch(vendor, tmp_path_factory):
     if not DPO_PYTHON.exists():
         pytest.fail(f"{DPO_PYTHON} is missing: run scripts/dpo-venv (make test-switch does)", pytrace=False)
-    vendor = request.param
     project = Project(vendor, f"{_prefix()}{vendor}", tmp_path_factory.mktemp(f"switch-{vendor}"))
     project.create()
+    if BORN_PYTHON:
+        # The database was created by an older django-post_office (the shop app came later), then upgraded in place
+        # to .venv-dpo's release, whose migrate fill_dpo.py runs.
+        project.ok(
+            "migrate (the django-post_office it was born with)",
+            BORN_PYTHON,
+            str(PROJECT / "manage.py"),
+            "migrate",
+            DPO_SWITCH_WITHOUT_SHOP="1",
+        )
     manifest_path = project.workdir / "manifest.json"
     project.ok("fill_dpo.py (django-post_office)", DPO_PYTHON, str(HERE / "fill_dpo.py"), str(manifest_path))
     manifest = json.loads(manifest_path.read_text())
@@ -220,6 +243,7 @@ def switched(switch):
     if switch.migrate.returncode != 0:
         pytest.fail(f"{project.vendor}: manage.py migrate failed:\n{project.outputs['migrate']}", pytrace=False)
     check_after = project.manage("check (after migrate)", "check")
+    schema = project.read("schema")
     before = project.read("dump")
     with SMTPSink() as sink:
         port = str(sink.port)
@@ -236,7 +260,18 @@ def switched(switch):
         )
         second_run = sink.messages[len(first_run) :]
     after = project.read("dump")
-    return Switched(project, switch.manifest, check_after, before, first_run, second_run, after)
+    return Switched(project, switch.manifest, check_after, before, first_run, second_run, after, schema)
+
+
+@pytest.fixture(scope="module")
+def fresh(vendor, tmp_path_factory):
+    """The same project installed from scratch with this package: what a converted database must look like."""
+    project = Project(vendor, f"{_prefix()}{vendor}_fresh", tmp_path_factory.mktemp(f"fresh-{vendor}"))
+    project.create()
+    project.manage("migrate (fresh)", "migrate")
+    yield project
+    if not KEEP:
+        project.drop()
 
 
 # -- comparing ------------------------------------------------------------------------------------
@@ -628,17 +663,38 @@ def test_new_rows_get_ids_above_the_copied_ones(switched):
     diff.check()
 
 
-@pytest.mark.parametrize("vendor", VENDORS)
-def test_a_fresh_database_with_the_shop_app_migrates(vendor, tmp_path_factory):
+def test_a_fresh_database_with_the_shop_app_migrates(fresh):
     """A project whose migrations depend on django-post_office's names installs from scratch with this package."""
-    project = Project(vendor, f"{_prefix()}{vendor}_fresh", tmp_path_factory.mktemp(f"fresh-{vendor}"))
-    project.create()
-    try:
-        project.ok("migrate (fresh)", OUR_PYTHON, str(PROJECT / "manage.py"), "migrate")
-        project.ok("migrate --check (fresh)", OUR_PYTHON, str(PROJECT / "manage.py"), "migrate", "--check")
-        added = project.read("add")
-        assert added["shop_order"] >= 1 and added["post_office_email"] >= 1
-        assert added["email_to"] == ['"After, Switch" <after@example.com>']
-    finally:
-        if not KEEP:
-            project.drop()
+    assert "(exit 0)" in fresh.outputs["migrate (fresh)"].splitlines()[0], fresh.outputs["migrate (fresh)"]
+    fresh.ok("migrate --check (fresh)", OUR_PYTHON, str(PROJECT / "manage.py"), "migrate", "--check")
+    added = fresh.read("add")
+    assert added["shop_order"] >= 1 and added["post_office_email"] >= 1
+    assert added["email_to"] == ['"After, Switch" <after@example.com>']
+
+
+def _sqlite_integers(column):
+    """SQLite stores every integer column alike: a declared INTEGER where a fresh install says BIGINT is the same."""
+    if column is None:
+        return None
+    kinds = {"BigIntegerField": "IntegerField", "BigAutoField": "AutoField"}
+    return [kinds.get(column[0], column[0]), *column[1:]]
+
+
+def test_the_converted_schema_is_a_fresh_install_s(switched, fresh):
+    """Column types, NULLs, keys, indexes and checks as a fresh install has them, and the same migrations recorded."""
+    assert "(exit 0)" in fresh.outputs["migrate (fresh)"].splitlines()[0], fresh.outputs["migrate (fresh)"]
+    expected, got, diff = fresh.read("schema"), switched.schema, Diff(switched.project.vendor)
+    diff.expect("tables", sorted(expected["tables"]), sorted(got["tables"]))
+    diff.expect("migrations recorded", expected["migrations"], got["migrations"])
+    same = _sqlite_integers if switched.project.vendor == "sqlite" else (lambda column: column)
+    for table in sorted(set(expected["tables"]) & set(got["tables"])):
+        want, have = expected["tables"][table], got["tables"][table]
+        for column in sorted(set(want["columns"]) | set(have["columns"])):
+            diff.expect(
+                f"{table}.{column} [type, null]", same(want["columns"].get(column)), same(have["columns"].get(column))
+            )
+        for constraint in sorted(set(want["constraints"]) - set(have["constraints"])):
+            diff.note(f"{table}: missing after the conversion: {constraint}")
+        for constraint in sorted(set(have["constraints"]) - set(want["constraints"])):
+            diff.note(f"{table}: only after the conversion: {constraint}")
+    diff.check()

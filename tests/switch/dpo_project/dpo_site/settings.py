@@ -6,6 +6,7 @@ picks the database and where mail goes:
 
 - DPO_SWITCH_DB: sqlite, postgres or mysql; DPO_SWITCH_DB_NAME: the database (a file path for sqlite)
 - DPO_SWITCH_MEDIA_ROOT: where attachments are stored
+- DPO_SWITCH_WITHOUT_SHOP: leave the shop app out (the project before it had one)
 - DPO_SWITCH_SHOP_MIGRATIONS: the shop's migrations module (shop.migrations_old_dpo before 3.9)
 - DPO_SWITCH_SMTP_PORT: deliver over SMTP to 127.0.0.1 on this port; without it, deliver through
   dpo_site.backends.RefusingBackend (in memory, refuses recipients at refused.example)
@@ -27,6 +28,8 @@ INSTALLED_APPS = [
     "post_office",
     "shop",
 ]
+if os.environ.get("DPO_SWITCH_WITHOUT_SHOP"):
+    INSTALLED_APPS.remove("shop")  # the project before it had a shop
 
 TEMPLATES = [
     {
