@@ -33,9 +33,11 @@ _NAMES = {
     "TemplatedEmailMessage": "post_office.templated",
 }
 
-__all__ = ["__version__", "VERSION", *_NAMES]
+__all__ = ["__version__", "VERSION", "VERSION_STRING", *_NAMES]
 
 VERSION = tuple(int(part) for part in __version__.split("."))
+#: django-post_office's name for the version as text.
+VERSION_STRING = __version__
 
 
 def __getattr__(name: str) -> Any:

@@ -44,6 +44,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SENDER = "shop@example.com"
 
 
+class PackageTest(TestCase):
+    def test_version_names(self):
+        import post_office
+
+        self.assertEqual(post_office.VERSION_STRING, post_office.__version__)
+        self.assertEqual(".".join(str(part) for part in post_office.VERSION), post_office.VERSION_STRING)
+        self.assertIs(post_office.EmailBackend, __import__("post_office.backends").backends.EmailBackend)
+
+
 class ChoicesTest(TestCase):
     def test_priorities_and_statuses_keep_their_values_and_names(self):
         self.assertEqual((PRIORITY.low, PRIORITY.medium, PRIORITY.high, PRIORITY.now), (0, 1, 2, 3))

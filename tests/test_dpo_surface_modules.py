@@ -366,6 +366,21 @@ class InlineImageHelpersTest(TestCase):
         with self.assertRaises(TypeError):
             template.attach_related(django_mail.EmailMessage("s", "b", "a@example.com", ["b@example.com"]))
 
+    def test_a_template_file_may_use_an_absolute_path_a_database_template_may_not(self):
+        absolute = os.path.join(self.static_root, "img", "logo.png")
+        Path(self.templates, "absolute.html").write_text(f'<img src="{{% inline_image "{absolute}" %}}">')
+        html, [image] = render_to_string("absolute.html", using="post_office")
+        self.assertIn(f"cid:{image['Content-ID'].strip('<>')}", html)
+        self.assertEqual(image.get_payload(decode=True), PNG)
+        # Templates edited in the admin must not reach the server's files (docs/migrating.rst).
+        EmailTemplate.objects.create(
+            name="abs", subject="s", html_content=f'<img src="{{% inline_image "{absolute}" %}}">'
+        )
+        with override_settings(POST_OFFICE={"BACKENDS": {"default": LOCMEM}, "TEMPLATE_ENGINE": "post_office"}):
+            sent = mail.send("a@example.com", "s@example.com", template="abs")
+        self.assertFalse(sent.attachments.exists())
+        self.assertNotIn("cid:", sent.html_message)
+
     def test_the_engine_is_a_template_engine_for_post_office(self):
         EmailTemplate.objects.create(
             name="logo", subject="Logo", html_content='<img src="{% inline_image "img/logo.png" %}">'

@@ -78,10 +78,17 @@ def is_inline_cid(headers: dict[str, str] | None) -> bool:
 
 
 class Collector:
-    """The images of one HTML body, in order of first use, without duplicates."""
+    """The images of one HTML body, in order of first use, without duplicates.
 
-    def __init__(self, loaded: dict[str, InlineImage] | None = None) -> None:
+    ``absolute_paths``: the template is a developer's file (rendered through the
+    ``post_office`` template engine by the project's code), so an absolute path
+    to an image is read too, as django-post_office read it. Never for templates
+    edited in the admin, which must not reach the server's other files.
+    """
+
+    def __init__(self, loaded: dict[str, InlineImage] | None = None, *, absolute_paths: bool = False) -> None:
         self.images: dict[str, InlineImage] = {}
+        self.absolute_paths = absolute_paths
         # Paths already read during this call (shared by every email of a send_many).
         self._loaded = loaded if loaded is not None else {}
 
@@ -89,7 +96,7 @@ class Collector:
         if isinstance(source, str) and source in self._loaded:
             image = self._loaded[source]
         else:
-            image = load(source)
+            image = load(source, absolute_paths=self.absolute_paths)
             if isinstance(source, str):
                 self._loaded[source] = image
         self.images.setdefault(image.cid, image)
@@ -100,9 +107,9 @@ _current: contextvars.ContextVar[Collector | None] = contextvars.ContextVar("pos
 
 
 @contextlib.contextmanager
-def collecting(loaded: dict[str, InlineImage] | None = None) -> Iterator[Collector]:
+def collecting(loaded: dict[str, InlineImage] | None = None, *, absolute_paths: bool = False) -> Iterator[Collector]:
     """Make a collector current while an HTML body is rendered."""
-    collector = Collector(loaded)
+    collector = Collector(loaded, absolute_paths=absolute_paths)
     token = _current.set(collector)
     try:
         yield collector
@@ -129,9 +136,12 @@ def embed(source: Any) -> str:
         return ""
 
 
-def load(source: Any) -> InlineImage:
-    """Read an image from a static path, a default-storage path or a file object."""
-    if isinstance(source, str):
+def load(source: Any, *, absolute_paths: bool = False) -> InlineImage:
+    """Read an image from a static path, a default-storage path or a file object (or an absolute path, if allowed)."""
+    if isinstance(source, str) and absolute_paths and os.path.isabs(source) and os.path.isfile(source):
+        with open(source, "rb") as handle:
+            filename, content = os.path.basename(source), handle.read()
+    elif isinstance(source, str):
         filename, content = _read_path(source)
     elif hasattr(source, "read"):
         filename, content = _read_file(source)

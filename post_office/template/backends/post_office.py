@@ -40,7 +40,8 @@ class Template(DjangoTemplate):
         self.inline_images: list[InlineImage] = []
 
     def render(self, context: Any = None, request: Any = None) -> Any:
-        with collecting() as collector:
+        # The project's own template file: an absolute path to an image may be used, as in django-post_office.
+        with collecting(absolute_paths=True) as collector:
             rendered = super().render(context, request)
         self.inline_images = list(collector.images.values())
         return rendered
