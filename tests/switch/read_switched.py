@@ -31,7 +31,7 @@ django.setup()
 
 from django.apps import apps  # noqa: E402
 from django.core.files.base import ContentFile  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import DatabaseError, connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from shop.models import Campaign, Order  # noqa: E402
 
@@ -76,6 +76,22 @@ def _columns(table: str) -> dict[str, str]:
         }
 
 
+def _json_lookups() -> dict[str, object]:
+    """JSON queries on the columns django-post_office filled (the admin filters attachments this way)."""
+    queries = {
+        "emails with header X-Shop-Order": lambda: Email.objects.filter(headers__has_key="X-Shop-Order"),
+        "emails with context name Jürgen": lambda: Email.objects.filter(context__name="Jürgen"),
+        "attachments with header Content-ID": lambda: Attachment.objects.filter(headers__has_key="Content-ID"),
+    }
+    found: dict[str, object] = {}
+    for label, query in queries.items():
+        try:
+            found[label] = sorted(query().values_list("pk", flat=True))
+        except DatabaseError as error:
+            found[label] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    return found
+
+
 def dump() -> dict:
     existing = set(connection.introspection.table_names())
     models = {model._meta.db_table: model for model in apps.get_app_config("post_office").get_models()}
@@ -113,6 +129,7 @@ def dump() -> dict:
             for table in ("post_office_email", "post_office_emailtemplate", "shop_order", "shop_campaign")
         },
         "migrations": migrations,
+        "json_lookups": _json_lookups(),
     }
 
 

@@ -454,6 +454,25 @@ def test_emails_keep_every_column(switched):
     diff.check()
 
 
+def test_json_columns_answer_json_queries(switched):
+    """headers and context are JSON to the database too: the ORM's key lookups work on them."""
+    tables = switched.manifest["tables"]
+    emails, attachments = tables["post_office_email"]["rows"], tables["post_office_attachment"]["rows"]
+    expected = {
+        "emails with header X-Shop-Order": [row["id"] for row in emails if "X-Shop-Order" in (row["headers"] or {})],
+        "emails with context name Jürgen": [
+            row["id"] for row in emails if isinstance(row["context"], dict) and row["context"].get("name") == "Jürgen"
+        ],
+        "attachments with header Content-ID": [
+            row["id"] for row in attachments if "Content-ID" in (row["headers"] or {})
+        ],
+    }
+    diff = Diff(switched.project.vendor)
+    for label, ids in expected.items():
+        diff.expect(label, sorted(ids), switched.before["json_lookups"][label])
+    diff.check()
+
+
 def test_templates_and_translations_kept(switched):
     diff = Diff(switched.project.vendor)
     rows = switched.manifest["tables"]["post_office_emailtemplate"]["rows"]
