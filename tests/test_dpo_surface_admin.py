@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
+from django.http import Http404
 from django.test import TestCase, override_settings
 from django.urls import path, reverse
 
@@ -128,6 +129,66 @@ class ProjectAdminTest(TestCase):
         page = self.client.get(reverse("project:post_office_email_changelist"))
         self.assertContains(page, "ann@example.com, bob@example.com")
         self.assertContains(page, "Columns")
+
+    def test_django_post_offices_email_admin_methods(self):
+        email = mail.send(
+            "ann@example.com", SENDER, subject="A subject " + "x" * 120, message="plain", html_message="<p>Hi</p>"
+        )
+        model_admin = project_site._registry[Email]
+        self.assertEqual(model_admin.to_display(email), "ann@example.com")
+        self.assertEqual(len(model_admin.shortened_subject(email)), 100)
+        self.assertEqual(model_admin.truncated_message_id(email), str(email.pk))
+        email.message_id = "<20240101.abcdef@shop.example>"
+        self.assertEqual(model_admin.truncated_message_id(email), "20240101.…")
+        self.assertIs(model_admin.use_template(email), False)
+        self.assertEqual(model_admin.render_subject(email), email.subject)
+        self.assertEqual(model_admin.render_plaintext_body(email), "<pre>plain</pre>")
+        self.assertIn(
+            reverse("project:post_office_email_preview", args=[email.pk]), model_admin.render_html_body(email)
+        )
+        request = self.client.get(reverse("project:post_office_email_changelist")).wsgi_request
+        self.assertContains(model_admin.preview_html(request, email.pk), "<p>Hi</p>")
+        with self.assertRaises(Http404):
+            model_admin.fetch_email_image(request, email.pk, 32 * "0")
+        self.assertEqual(model_admin.resend(request, email.pk).status_code, 200)
+
+    def test_django_post_offices_template_admin_columns_and_renaming(self):
+        base = EmailTemplate.objects.create(name="welcome", description="First line\nsecond", subject="Hi")
+        base.translated_templates.create(language="fr", subject="Salut")
+        base.translated_templates.create(language="de", subject="Hallo")
+        model_admin = project_site._registry[EmailTemplate]
+        self.assertEqual(model_admin.description_shortened(base), "First line")
+        self.assertEqual(model_admin.languages_compact(base), "de, fr")
+        data = {
+            "name": "greeting",
+            "description": "",
+            "subject": "Hi",
+            "content": "",
+            "html_content": "",
+            "translated_templates-TOTAL_FORMS": "0",
+            "translated_templates-INITIAL_FORMS": "0",
+        }
+        formsets = self.client.get(reverse("project:post_office_emailtemplate_change", args=[base.pk]))
+        for formset in formsets.context["inline_admin_formsets"]:
+            management = formset.formset.management_form
+            data.update({f"{management.prefix}-{key}": value for key, value in management.initial.items()})
+            for form in formset.formset.forms:
+                data.update({form.add_prefix(name): value for name, value in form.initial.items() if value is not None})
+                data[form.add_prefix("id")] = str(form.instance.pk)
+        page = self.client.post(reverse("project:post_office_emailtemplate_change", args=[base.pk]), data)
+        self.assertEqual(page.status_code, 302)
+        self.assertEqual(set(EmailTemplate.objects.values_list("name", flat=True)), {"greeting"})
+
+    def test_the_standard_admin_url_names(self):
+        email = mail.send("ann@example.com", SENDER, subject="s", message="m")
+        for name in ("changelist", "add"):
+            self.assertEqual(self.client.get(reverse(f"admin:post_office_email_{name}")).status_code, 200)
+        for name in ("change", "delete", "history"):
+            self.assertEqual(
+                self.client.get(reverse(f"admin:post_office_email_{name}", args=[email.pk])).status_code, 200
+            )
+        for model in ("emailtemplate", "log", "attachment"):
+            self.assertEqual(self.client.get(reverse(f"admin:post_office_{model}_changelist")).status_code, 200)
 
     def test_the_template_form_subclass_validates(self):
         data = {

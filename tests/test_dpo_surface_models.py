@@ -53,6 +53,45 @@ class PackageTest(TestCase):
         self.assertIs(post_office.EmailBackend, __import__("post_office.backends").backends.EmailBackend)
 
 
+class FieldNamesTest(TestCase):
+    def test_the_models_have_django_post_offices_fields(self):
+        expected = {
+            Email: "from_email to cc bcc subject message html_message status recipient_delivery_status priority "
+            "created last_updated scheduled_time expires_at message_id number_of_retries headers template context "
+            "backend_alias",
+            Log: "email date status exception_type message",
+            EmailTemplate: "name description created last_updated subject content html_content language "
+            "default_template",
+            Attachment: "file name emails mimetype headers",
+        }
+        for model, names in expected.items():
+            with self.subTest(model.__name__):
+                have = {field.name for field in model._meta.get_fields()}
+                self.assertLessEqual(set(names.split()), have)
+        self.assertEqual(
+            EmailTemplate._meta.get_field("default_template").remote_field.related_name, "translated_templates"
+        )
+        self.assertEqual(Attachment._meta.get_field("emails").remote_field.related_name, "attachments")
+
+    def test_the_app_config(self):
+        from django.apps import apps
+
+        config = apps.get_app_config("post_office")
+        self.assertEqual(
+            (type(config).__name__, config.name, config.label), ("PostOfficeConfig", "post_office", "post_office")
+        )
+
+    def test_django_send_mail_through_the_queue_reports_the_message_queued(self):
+        # A difference (docs/migrating.rst): django-post_office's backend returned 0 for queued mail.
+        from django.core.mail import send_mail
+
+        from tests.helpers import queueing
+
+        with queueing():
+            self.assertEqual(send_mail("Hi", "Hello", SENDER, ["a@example.com"]), 1)
+        self.assertEqual(Email.objects.get().subject, "Hi")
+
+
 class ChoicesTest(TestCase):
     def test_priorities_and_statuses_keep_their_values_and_names(self):
         self.assertEqual((PRIORITY.low, PRIORITY.medium, PRIORITY.high, PRIORITY.now), (0, 1, 2, 3))
