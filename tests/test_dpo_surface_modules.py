@@ -237,14 +237,15 @@ class LockfileTest(SimpleTestCase):
         )
 
 
-@override_settings(
-    CACHES={"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "h2_cache"}}
-)
 class CacheTest(TestCase):
     def setUp(self):
-        from django.core.management import call_command
-
-        call_command("createcachetable", "h2_cache", verbosity=0)
+        # A cache every process shares (a per-process one is not used for templates).
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        caches = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": directory}}
+        overrides = override_settings(CACHES=caches)
+        overrides.enable()
+        self.addCleanup(overrides.disable)
 
     def test_set_get_delete(self):
         self.assertIsNotNone(cache.cache_backend)
