@@ -43,9 +43,9 @@ from post_office.exceptions import (
     MissingSender,
     TemplateConflict,
     UnknownBackend,
-    UnknownTemplate,
 )
 from post_office.models import Attachment, Email, EmailTemplate, Log
+from post_office.rendering.lookup import MissingEmailTemplate
 from post_office.validation import HEADER_BREAKS
 
 from .helpers import queueing
@@ -391,12 +391,13 @@ CASES = [
         "<p>Hi</p>",
         mentions=("template",),
     ),
-    Case("template_name_unknown", {"template": "no-such-template"}, UnknownTemplate, "template", "no-such-template"),
+    # MissingEmailTemplate: an UnknownTemplate that is also EmailTemplate.DoesNotExist, as django-post_office raised.
+    Case("template_name_unknown", {"template": "no-such-template"}, MissingEmailTemplate, "template", "no-such-template"),
     # With the language fallback turned off; by default "fr" falls back to the base template.
     Case(
         "template_language_without_translation",
         {"template": "welcome", "language": "fr"},
-        UnknownTemplate,
+        MissingEmailTemplate,
         "language",
         "fr",
         mentions=("welcome",),
