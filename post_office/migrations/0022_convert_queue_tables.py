@@ -73,5 +73,6 @@ class Migration(migrations.Migration):
         _conversion.AddIndexIfNeeded(
             model_name="email", index=models.Index(fields=["scheduled_time"], name="post_office_email_scheduled")
         ),
+        _conversion.AlignOldColumns(),
         migrations.RunPython(_conversion.restore_sqlite_sequences, _conversion.noop),
     ]

@@ -172,6 +172,68 @@ class DropUniqueTogetherIfNeeded(migrations.AlterUniqueTogether):
         super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
+class AlignOldColumns(migrations.operations.base.Operation):
+    """Bring columns that django-post_office's history left behind to the types and checks a fresh install has.
+
+    Its releases up to 3.5 stored JSON in text columns (the ``jsonfield`` package), and later ones
+    rewrote their first migration instead of converting them, so a database born then still has
+    text ``headers`` and ``context`` columns (PostgreSQL cannot query them as JSON) and, on
+    MariaDB, no JSON or sign checks. The attachments' link table keeps 32-bit ids. Each change is
+    made only where the database differs, so running it again changes nothing.
+    """
+
+    reversible = True
+    reduces_to_sql = False
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        connection = schema_editor.connection
+        introspection = connection.introspection
+        for model in to_state.apps.get_app_config(app_label).get_models(include_auto_created=True):
+            if model._meta.proxy or not model._meta.managed:
+                continue
+            table = model._meta.db_table
+            with connection.cursor() as cursor:
+                if table not in introspection.table_names(cursor):
+                    continue
+                description = {col.name: col for col in introspection.get_table_description(cursor, table)}
+            checks = [info["columns"] for info in _constraints(schema_editor, table).values() if info["check"]]
+            for field in model._meta.local_fields:
+                column = description.get(field.column)
+                if column is None:
+                    continue
+                found = introspection.get_field_type(column.type_code, column)
+                if field.get_internal_type() == "JSONField" and found == "TextField":
+                    old = models.TextField(null=field.null, blank=True)
+                    old.set_attributes_from_name(field.name)
+                    old.model = model
+                    if connection.vendor == "postgresql":
+                        schema_editor.execute(
+                            f"UPDATE {schema_editor.quote_name(table)} SET {schema_editor.quote_name(field.column)} "
+                            f"= NULL WHERE {schema_editor.quote_name(field.column)} = ''"  # noqa: S608
+                        )
+                    schema_editor.alter_field(model, old, field)
+                    continue
+                if field.primary_key and field.get_internal_type() == "BigAutoField" and found == "AutoField":
+                    old = models.AutoField(primary_key=True, serialize=False, auto_created=True)
+                    old.set_attributes_from_name(field.name)
+                    old.model = model
+                    schema_editor.alter_field(model, old, field)
+                    continue
+                check = field.db_check(connection)
+                if check and connection.vendor == "mysql" and not any(field.column in columns for columns in checks):
+                    name = schema_editor._create_index_name(table, [field.column], suffix="_check")
+                    schema_editor.execute(schema_editor._create_check_sql(model, name, check))
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass  # django-post_office reads the aligned columns as they are
+
+    def describe(self):
+        return "Align columns left behind by django-post_office's older releases"
+
+
 # --- data steps ---------------------------------------------------------------------------------
 
 
