@@ -328,12 +328,14 @@ class FixturesTest(TestCase):
 class FixturesAsCommandsTest(TransactionTestCase):
     """The same round trip with ``manage.py dumpdata`` and ``loaddata`` run as a user runs them."""
 
-    def manage(self, *args: str) -> str:
+    def manage(self, *args: str, database: tuple[str, str] | None = None) -> str:
+        """Run manage.py on the test database, or on ``database`` (vendor, name)."""
+        vendor, name = database or (os.environ.get("POST_OFFICE_TEST_DB", "sqlite"), connection.settings_dict["NAME"])
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "POST_OFFICE_TEST_DB": os.environ.get("POST_OFFICE_TEST_DB", "sqlite"),
-            "POST_OFFICE_DB_NAME": str(connection.settings_dict["NAME"]),
+            "POST_OFFICE_TEST_DB": vendor,
+            "POST_OFFICE_DB_NAME": str(name),
         }
         result = subprocess.run(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -363,6 +365,18 @@ class FixturesAsCommandsTest(TransactionTestCase):
         self.assertEqual(
             (loaded.template.name, loaded.template.language, loaded.to), ("welcome", "de", ["a@example.com"])
         )
+        # And into a database just made by migrate (SQLite, whatever this test runs on).
+        fresh = path.parent / "fresh.sqlite3"
+        self.addCleanup(fresh.unlink, missing_ok=True)
+        self.manage("migrate", "-v0", database=("sqlite", str(fresh)))
+        self.assertIn("Installed 3 object(s)", self.manage("loaddata", str(path), database=("sqlite", str(fresh))))
+        shown = self.manage(
+            "shell",
+            "-c",
+            "from post_office.models import Email; e = Email.objects.get(); print(e.template, e.to)",
+            database=("sqlite", str(fresh)),
+        )
+        self.assertEqual(shown.strip().splitlines()[-1], "welcome de ['a@example.com']")
 
 
 class AttachmentModelTest(QueueTestMixin, TestCase):
