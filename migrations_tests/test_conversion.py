@@ -142,6 +142,8 @@ class ConversionTest(TransactionTestCase):
         self.assertEqual(stranded.logs.get().exception_type, "ConvertedFromDjangoPostOffice")
         requeued = Email.objects.get(pk=rows["requeued"])
         self.assertEqual((requeued.status, requeued.number_of_retries), (3, 2))
+        self.assertEqual((requeued.language, requeued.template_language), ("de", "de"))
+        self.assertEqual((queued.language, queued.template_language), ("", ""))
         log = requeued.logs.get()
         self.assertEqual((log.date, log.status, log.message, log.worker), (WHEN, 1, "gone", ""))
         self.assertEqual(Log.objects.filter(status=20).count(), 1)

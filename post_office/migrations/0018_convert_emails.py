@@ -134,4 +134,5 @@ class Migration(migrations.Migration):
                 verbose_name="template",
             ),
         ),
+        migrations.RunPython(_conversion.fill_languages, _conversion.noop),
     ]

@@ -375,6 +375,16 @@ def fill_email_defaults(apps, schema_editor) -> None:
         Email.objects.using(db).filter(id__in=ids).update(status=1)
 
 
+def fill_languages(apps, schema_editor) -> None:
+    """django-post_office pointed an email at the translation it used; record that language as ours does."""
+    Email = apps.get_model("post_office", "Email")
+    Template = apps.get_model("post_office", "EmailTemplate")
+    db = schema_editor.connection.alias
+    translations = Template.objects.using(db).exclude(language="").exclude(default_template=None)
+    for pk, language in translations.values_list("id", "language"):
+        Email.objects.using(db).filter(template_id=pk, language="").update(language=language, template_language=language)
+
+
 def fill_attachments(apps, schema_editor) -> None:
     """The content hash of each attachment's file, and its dates from the emails it is linked to.
 
