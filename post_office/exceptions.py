@@ -157,3 +157,11 @@ class TemplateSyntaxInvalid(PostOfficeError, ValidationError, ValueError):
 
 class DeliveryConfigurationError(ImproperlyConfigured):
     """A delivery backend alias is configured wrongly (not the caller's input)."""
+
+
+class NoRecipientLeft(PostOfficeError):
+    """Every recipient of an email is on the do-not-send list: it is failed, never sent (permanent)."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+        super().__init__(f"every recipient is on the do-not-send list ({', '.join(addresses)}); the email is not sent")

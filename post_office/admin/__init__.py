@@ -16,6 +16,7 @@ from .classic import (
 )
 from .compose import EmailForm
 from .delivery import DeliverySwitchAdmin, LogAdmin, WorkerHeartbeatAdmin
+from .do_not_send import DoNotSendEntryAdmin
 from .email_templates import EmailTemplateAdmin, TranslationInline
 from .emails import EmailAdmin, requeue
 from .forms import EmailTemplateForm, TranslationForm, TranslationFormSet
@@ -32,6 +33,7 @@ __all__ = [
     "CommaSeparatedEmailWidget",
     "DeliveryHealthAdmin",
     "DeliverySwitchAdmin",
+    "DoNotSendEntryAdmin",
     "EmailAdmin",
     "EmailForm",
     "EmailTemplateAdmin",

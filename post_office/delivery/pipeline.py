@@ -20,6 +20,7 @@ from ..conf import settings as po_settings
 from ..models import Email
 from ..transport.connections import ConnectionPool
 from . import claim
+from .do_not_send import screen_claimed
 from .stats import Outcome, RunStats
 from .threads import Brake, Job, Pace, Reports, collect, deal, run_job
 
@@ -149,6 +150,9 @@ class Pipeline:
 
     def hand_out(self, token: str, emails: list[Email]) -> None:
         """Deal a claimed batch into jobs and start them on the delivery threads."""
+        # Recipients put on the do-not-send list since enqueueing are skipped; emails left
+        # with nobody are not sent, and fail when this buffer is written.
+        self.buffer.extend(screen_claimed(emails, token))
         self.deadlines[token] = time.monotonic() + po_settings.BATCH_DELIVERY_TIMEOUT
         for job in deal(token, emails, self.pace.width()):
             for email in job.emails:

@@ -29,6 +29,7 @@ from ..models import DeliverySwitch, Email
 from ..transport.connections import ConnectionPool, GivenConnection
 from ..transport.failures import ConnectionFailed
 from . import claim
+from .do_not_send import screen_claimed
 from .pipeline import Pipeline
 from .record import Recorder
 from .retry import check_error_handler
@@ -191,9 +192,10 @@ class Worker:
             return self.stats  # they stay queued; a worker sends them once delivery resumes
         # Sent one by one in this thread, nothing renews the claim meanwhile: it gets the long lease.
         token, emails = claim.claim(self.name, self.unrenewed_lease, len(ids), ids)
+        blocked = screen_claimed(emails, token)
         pool = ConnectionPool()
         try:
-            self.record(token, [send_one(email, pool, throttle=0) for email in emails])
+            self.record(token, blocked + [send_one(email, pool, throttle=0) for email in emails])
         finally:
             pool.close_all()
         return self.stats
@@ -239,9 +241,11 @@ def dispatch_one(
     failed attempt raises its error, as django-post_office's did.
     """
     worker = Worker(log_level=log_level)
+    emails = [email]
+    blocked = screen_claimed(emails, None, worker=worker.name, write=commit)
     pool = ConnectionPool() if connection is None else GivenConnection(connection)
     try:
-        outcome = send_one(email, pool)  # type: ignore[arg-type]
+        outcome = blocked[0] if blocked else send_one(email, pool)  # type: ignore[arg-type]
     finally:
         pool.close_all()
     if not commit and outcome.error is not None:

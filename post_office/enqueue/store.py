@@ -10,11 +10,12 @@ from django.utils import timezone
 from ..choices import CLAIMABLE, PRIORITY, STATUS
 from ..delivery.worker import Worker
 from ..exceptions import InvalidArgument, InvalidEmail
-from ..models import Email
+from ..models import Email, Log
 from ..notify import notify_queued
 from ..rendering.lookup import TemplateLookup
 from ..signals import email_queued
 from .attachments import check_message_size, store_attachments
+from .do_not_send import screen, screened_logs
 from .prepare import Prepared, prepare, template_names
 from .request import EmailRequest
 
@@ -53,7 +54,9 @@ def persist(prepared: list[Prepared], log_level: int | None = None, *, announce:
         return
     emails = [item.email for item in prepared]
     with_attachments = [(item.email, item.attachments) for item in prepared if item.attachments]
-    if len(emails) == 1 and not with_attachments:
+    # Recipients on the do-not-send list are taken off (one query for all the emails).
+    screened = screen(emails)
+    if len(emails) == 1 and not with_attachments and not screened:
         # One INSERT is atomic by itself: no savepoint round trips for the common case.
         emails[0].save()
         notify_queued()
@@ -61,12 +64,16 @@ def persist(prepared: list[Prepared], log_level: int | None = None, *, announce:
         with transaction.atomic():
             Email.objects.bulk_create(emails)
             store_attachments(with_attachments)
+            if screened:
+                Log.objects.bulk_create(screened_logs(screened))
             notify_queued()
-    if announce:
-        transaction.on_commit(lambda: _after_commit(emails, log_level))
+    queued = [email for email in emails if email.status in CLAIMABLE] if screened else emails
+    if announce and queued:
+        transaction.on_commit(lambda: _after_commit(queued, log_level))
 
 
 def _after_commit(emails: list[Email], log_level: int | None) -> None:
+    """``email_queued`` for the emails queued (not those the do-not-send list left without recipients)."""
     email_queued.send(sender=Email, emails=emails)
     urgent = [email for email in emails if email.priority == PRIORITY.now]
     if urgent:
@@ -116,15 +123,22 @@ def store_edit(email: Email, prepared: Prepared) -> bool:
     """Replace a queued (or cancelled) email's content with a prepared one; False if it is no longer editable.
 
     One conditional UPDATE: an email a worker claimed meanwhile (or that was
-    sent) is left alone. Its id, status, attempts and history stay.
+    sent) is left alone. Its id, status, attempts and history stay, except that
+    an email the do-not-send list leaves without recipients becomes ``failed``.
     """
+    screened = screen([prepared.email])
     values = {name: getattr(prepared.email, name) for name in EDITED_FIELDS}
+    if screened and screened[0].nobody_left:
+        values["status"] = STATUS.failed  # every recipient is on the do-not-send list
     with transaction.atomic():
         updated = Email.objects.filter(pk=email.pk, status__in=EDITABLE).update(**values, last_updated=timezone.now())
         if updated:
             for name, value in values.items():
                 setattr(email, name, value)
             store_attachments([(email, prepared.attachments)])
+            if screened:
+                screened[0].email = email
+                Log.objects.bulk_create(screened_logs(screened))
     if updated:
         notify_queued()  # its new schedule may be due now: wake PostgreSQL workers
     return bool(updated)
