@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch test-switch-mailer lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ test-switch: $(BIN)/.installed
 	echo "== created by django-post_office 3.0.4, upgraded to 3.12.0"; \
 	POST_OFFICE_SWITCH=1 POST_OFFICE_SWITCH_BORN_VENV=.venv-dpo30 $(BIN)/python -m pytest tests/switch $(PYTEST_ARGS) || status=1; \
 	exit $$status
+
+# Importing a django-mailer queue (tests/switch_mailer/): django-mailer 2.3.2 in its own virtualenv (.venv-mailer,
+# scripts/mailer-venv) fills SQLite, PostgreSQL and MariaDB through its own API; then this package runs migrate,
+# import_mailer_queue (dry run, real, again) and send_queued_mail to an SMTP sink. POST_OFFICE_SWITCH_DBS picks databases.
+test-switch-mailer: $(BIN)/.installed
+	./scripts/ensure-services postgres mysql
+	./scripts/mailer-venv
+	POST_OFFICE_SWITCH_MAILER=1 $(BIN)/python -m pytest tests/switch_mailer $(PYTEST_ARGS)
 
 # Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
 # Screenshots of every screen go to e2e-screenshots/ (git-ignored).
