@@ -102,7 +102,7 @@ class RepeatedKillTest(ProcessTestCase):
     """Workers SIGKILLed again and again at random moments: nothing is lost, and an email arrives twice only
     if it was in flight (delivered, not yet recorded) when a worker died."""
 
-    TOTAL = 600
+    TOTAL = 1500  # about 7 s of work for 4 threads: long enough that every kill lands before the end
     DELAY_MS = 20
     KILLS = 6
     LEASE_SECONDS = 2
