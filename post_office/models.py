@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from .choices import CLAIMABLE, PRIORITY, STATUS, RecipientDeliveryStatus
 from .conf import settings as po_settings
 from .conf import template_cache
+from .fields import AddressListField
 from .languages import normalize_language, supported_language
 from .model_compat import AttachmentApi, EmailApi, EmailTemplateApi, TemplateNaturalKeys, get_upload_path
 from .records import DoNotSendEntry, DoNotSendQuerySet, ImportedRow, do_not_send_key
@@ -91,9 +92,9 @@ class Email(EmailApi, models.Model):
 
     from_email = models.CharField(_("from"), max_length=320)
     # Lists of full addresses; JSON keeps display names with commas intact.
-    to = models.JSONField(_("to"), default=list, blank=True)
-    cc = models.JSONField(_("cc"), default=list, blank=True)
-    bcc = models.JSONField(_("bcc"), default=list, blank=True)
+    to = AddressListField(_("to"), default=list, blank=True)
+    cc = AddressListField(_("cc"), default=list, blank=True)
+    bcc = AddressListField(_("bcc"), default=list, blank=True)
     subject = models.CharField(_("subject"), max_length=989, blank=True)
     message = models.TextField(_("message"), blank=True)
     html_message = models.TextField(_("HTML message"), blank=True)

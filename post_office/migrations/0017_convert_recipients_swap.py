@@ -1,6 +1,8 @@
 """Conversion, step 3: the JSON lists (filled in step 2) replace the comma-separated text columns."""
 
-from django.db import migrations, models
+from django.db import migrations
+
+import post_office.fields
 
 from . import _conversion
 
@@ -15,9 +17,9 @@ class Migration(migrations.Migration):
         _conversion.RenameFieldIfNeeded("email", "to_list", "to"),
         _conversion.RenameFieldIfNeeded("email", "cc_list", "cc"),
         _conversion.RenameFieldIfNeeded("email", "bcc_list", "bcc"),
-        _conversion.AlterFieldIfNeeded("email", "to", models.JSONField(blank=True, default=list, verbose_name="to")),
-        _conversion.AlterFieldIfNeeded("email", "cc", models.JSONField(blank=True, default=list, verbose_name="cc")),
+        _conversion.AlterFieldIfNeeded("email", "to", post_office.fields.AddressListField(blank=True, default=list, verbose_name="to")),
+        _conversion.AlterFieldIfNeeded("email", "cc", post_office.fields.AddressListField(blank=True, default=list, verbose_name="cc")),
         _conversion.AlterFieldIfNeeded(
-            "email", "bcc", models.JSONField(blank=True, default=list, verbose_name="bcc")
+            "email", "bcc", post_office.fields.AddressListField(blank=True, default=list, verbose_name="bcc")
         ),
     ]
