@@ -2,4 +2,4 @@
 
 import os
 
-collect_ignore = [] if os.environ.get("POST_OFFICE_SWITCH") else ["test_dpo_switch.py"]
+collect_ignore = [] if os.environ.get("POST_OFFICE_SWITCH") else ["test_dpo_switch.py", "test_dpo_kill.py"]

@@ -11,6 +11,10 @@ django-post_office's own API (mail.send, send_many, create, EmailTemplate, attac
 send_queued and dispatch against a backend that refuses some recipients, the models for webhook
 statuses), gives every row a date in the past, and writes a JSON manifest of every row of every
 post_office and shop table as the database holds them, plus what django-post_office would deliver next.
+
+``--bulk N`` adds N emails of history (sent or failed, each with a log, some sharing attachments), written
+with bulk_create after the rest: a database big enough that its conversion can be interrupted
+(tests/switch/test_dpo_kill.py).
 """
 
 from __future__ import annotations
@@ -300,6 +304,70 @@ class Filler:
         Campaign.objects.create(name="Spring", template_id=self.template_labels["newsletter"])
         Campaign.objects.create(name="Welcome (de)", template_id=self.template_labels["welcome_de"])
 
+    def bulk_history(self, count: int) -> None:
+        """``count`` emails django-post_office already delivered or gave up on, inserted in bulk (none is due).
+
+        Recipients with display names holding commas, every priority, retries, Message-IDs, headers, some
+        pointing at a translation; a log each; one attachment in a hundred emails, shared by them. Dated
+        after the other rows, all at once (one UPDATE, not one a row).
+        """
+        if count <= 0:
+            return
+        last = Email.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        translation = self.template_labels["welcome_de"]
+        given = []
+        for index in range(count):
+            recipients = {
+                "to": [f'"Kunde, Nr. {index}" <kunde{index}@example.com>', f"kopie{index}@example.com"],
+                "cc": [ROE] if index % 3 == 0 else [],
+                "bcc": ["audit@example.com"] if index % 5 == 0 else [],
+            }
+            given.append(
+                (
+                    recipients,
+                    Email(
+                        from_email="Shop <shop@example.com>",
+                        **recipients,
+                        subject=f"Bulk history {index}",
+                        message=f"Grüße, Nummer {index}.",
+                        html_message=f"<p>Grüße, Nummer {index}.</p>" if index % 2 else "",
+                        status=1 if index % 4 == 0 else 0,
+                        priority=[0, 1, 2, None][index % 4],
+                        number_of_retries=[None, 1, 2][index % 3],
+                        message_id=f"<bulk-{index}@shop.example>",
+                        headers={"X-Bulk": str(index)} if index % 2 else None,
+                        template_id=translation if index % 7 == 0 else None,
+                        context={"name": f"Kunde {index}", "code": str(index)} if index % 7 == 0 else None,
+                    ),
+                )
+            )
+        Email.objects.bulk_create([email for _, email in given], batch_size=500)
+        created = list(Email.objects.filter(pk__gt=last).order_by("pk"))
+        for (recipients, _), email in zip(given, created, strict=True):
+            self.recipients[email.pk] = recipients
+        Log.objects.bulk_create(
+            [
+                Log(
+                    email=email,
+                    status=email.status,
+                    exception_type="SMTPRecipientsRefused" if email.status == 1 else "",
+                    message="refused" if email.status == 1 else "",
+                )
+                for email in created
+            ],
+            batch_size=500,
+        )
+        through = Attachment.emails.through
+        for start in range(0, len(created), 100):
+            attachment = Attachment(name=f"bulk-{start}.txt")
+            attachment.file.save(f"bulk-{start}.txt", ContentFile(f"Anhang {start}\n".encode() * 20))
+            through.objects.bulk_create(
+                [through(attachment_id=attachment.pk, email_id=email.pk) for email in created[start : start + 100]]
+            )
+        when = HISTORY + datetime.timedelta(days=400, microseconds=314159)
+        Email.objects.filter(pk__gt=last).update(created=when, last_updated=when + datetime.timedelta(minutes=5))
+        Log.objects.filter(email_id__gt=last).update(date=when + datetime.timedelta(minutes=1))
+
     def date_history(self) -> None:
         """Give every row a distinct date in the past, as a database in use for a while has."""
         step = datetime.timedelta(hours=1, seconds=7, microseconds=1001)
@@ -427,8 +495,13 @@ def manifest(filler: Filler) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: fill_dpo.py MANIFEST.json")
+    args = sys.argv[1:]
+    bulk = 0
+    if len(args) == 3 and args[1] == "--bulk" and args[2].isdigit():
+        bulk = int(args.pop())
+        args.pop()
+    if len(args) != 1:
+        sys.exit("usage: fill_dpo.py MANIFEST.json [--bulk N]")
     import post_office
 
     installed = Path(str(distribution("django-post_office").locate_file("post_office/__init__.py"))).resolve()
@@ -443,7 +516,8 @@ def main() -> None:
     filler.queue(now)
     filler.shop()
     filler.date_history()
-    Path(sys.argv[1]).write_text(json.dumps(manifest(filler), indent=1, sort_keys=True, ensure_ascii=False))
+    filler.bulk_history(bulk)
+    Path(args[0]).write_text(json.dumps(manifest(filler), indent=1, sort_keys=True, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ picks the database and where mail goes:
 - DPO_SWITCH_SHOP_MIGRATIONS: the shop's migrations module (shop.migrations_old_dpo before 3.9)
 - DPO_SWITCH_SMTP_PORT: deliver over SMTP to 127.0.0.1 on this port; without it, deliver through
   dpo_site.backends.RefusingBackend (in memory, refuses recipients at refused.example)
+- DPO_SWITCH_LOG_SCHEMA: write each schema statement to stderr before it runs (tests/switch/test_dpo_kill.py
+  watches for them to stop ``migrate`` at chosen points)
 """
 
 import os
@@ -101,3 +103,12 @@ POST_OFFICE = {
     "MESSAGE_ID_ENABLED": True,
     "MESSAGE_ID_FQDN": "shop.example",
 }
+
+if os.environ.get("DPO_SWITCH_LOG_SCHEMA"):
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "schema"}},
+        "formatters": {"schema": {"format": "schema: %(message)s"}},
+        "loggers": {"django.db.backends.schema": {"handlers": ["stderr"], "level": "DEBUG", "propagate": False}},
+    }
