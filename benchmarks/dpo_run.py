@@ -30,11 +30,11 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
 from harness import TEMPLATE, QueryCounter, cpu_seconds, email_kwargs, rss_kib, template_kwargs, timed, write_json  # noqa: E402
-from post_office.settings import get_batch_size, get_threads_per_process  # noqa: E402
 
 import post_office  # noqa: E402
 from post_office import mail  # noqa: E402
 from post_office.models import STATUS, Email, EmailTemplate  # noqa: E402
+from post_office.settings import get_batch_size, get_threads_per_process  # noqa: E402
 
 if "site-packages" not in post_office.__file__:
     raise SystemExit(f"dpo_run.py imported {post_office.__file__}, not django-post_office from a virtualenv")
