@@ -43,7 +43,7 @@ class SplitAddressesTest(SimpleTestCase):
             "a@example.com": ["a@example.com"],
             "a@example.com, b@example.com": ["a@example.com", "b@example.com"],
             '"Doe, John" <john@example.com>, b@example.com': ['"Doe, John" <john@example.com>', "b@example.com"],
-            'Doe, John <john@example.com>': ["Doe, John <john@example.com>"],
+            "Doe, John <john@example.com>": ["Doe, John <john@example.com>"],
             '"A \\" , B" <ab@example.com>,c@example.com': ['"A \\" , B" <ab@example.com>', "c@example.com"],
             "x@example.com (Smith, Jo), y@example.com": ["x@example.com (Smith, Jo)", "y@example.com"],
             "Ünïcødé Näme <u@example.com>": ["Ünïcødé Näme <u@example.com>"],
@@ -103,8 +103,13 @@ class ConversionTest(TransactionTestCase):
             from_email="shop@example.com", to="x@example.com", subject="now", status=None, priority=None
         )
         requeued = Email.objects.create(
-            from_email="shop@example.com", to="y@example.com", subject="requeued", status=3, priority=1,
-            number_of_retries=2, template=german,
+            from_email="shop@example.com",
+            to="y@example.com",
+            subject="requeued",
+            status=3,
+            priority=1,
+            number_of_retries=2,
+            template=german,
         )
         Email.objects.filter(pk__in=[queued.pk, stranded.pk, requeued.pk]).update(created=WHEN, last_updated=WHEN)
         Log.objects.create(email=requeued, status=1, exception_type="SMTPServerDisconnected", message="gone")
@@ -169,12 +174,26 @@ class ConversionTest(TransactionTestCase):
         self.check_converted_rows()
         self.assertEqual(check_converted(databases=None), [])
 
+    def test_ids_of_deleted_rows_are_not_handed_out_again(self):
+        """SQLite rebuilds the tables, and a rebuilt table's counter would restart at the highest id left."""
+        Email = self.apps.get_model(APP, "Email")
+        doomed = Email.objects.create(from_email="shop@example.com", to="z@example.com", subject="deleted", status=0)
+        Email.objects.filter(pk=doomed.pk).delete()
+        call_command("migrate", APP, verbosity=0)
+        from post_office import mail
+
+        new = mail.send("new@example.com", "shop@example.com", subject="new", message="x")
+        self.assertGreater(new.pk, doomed.pk)
+
     def test_migrating_back_gives_django_post_office_its_tables_again(self):
         call_command("migrate", APP, verbosity=0)
         migrate_to(DPO_LAST)
         Email = dpo_models().get_model(APP, "Email")
         queued = Email.objects.get(pk=self.rows["queued"])
-        self.assertEqual((queued.to, queued.cc, queued.bcc), ('"Doe, John" <john@example.com>, jane@example.com', "cc@example.com", ""))
+        self.assertEqual(
+            (queued.to, queued.cc, queued.bcc),
+            ('"Doe, John" <john@example.com>, jane@example.com', "cc@example.com", ""),
+        )
         self.assertEqual((queued.created, queued.scheduled_time), (WHEN, WHEN))
         call_command("migrate", APP, verbosity=0)
         self.check_converted_rows()
@@ -190,7 +209,9 @@ class ConversionTest(TransactionTestCase):
         self.assertGreater(len(cuts), 20)
         # Every kind of guarded step, and each point of the recipients' swap, where a wrong guess loses data.
         chosen = [("0016_convert_recipients", 3)] + [("0017_convert_recipients_swap", cut) for cut in (1, 3, 4, 6, 8)]
-        chosen += [cut for cut in cuts if cut[0] not in {"0016_convert_recipients", "0017_convert_recipients_swap"}][::7]
+        chosen += [cut for cut in cuts if cut[0] not in {"0016_convert_recipients", "0017_convert_recipients_swap"}][
+            ::7
+        ]
         for name, cut in chosen:
             with self.subTest(migration=name, after_operation=cut):
                 migrate_to("zero")
@@ -215,7 +236,9 @@ class ConversionTest(TransactionTestCase):
             state = new_state
         if name != CONVERSION[0]:
             # Record a step before it so the check can tell "stopped after" from "not started".
-            self.assertIn((APP, CONVERSION[CONVERSION.index(name) - 1]), MigrationRecorder(connection).applied_migrations())
+            self.assertIn(
+                (APP, CONVERSION[CONVERSION.index(name) - 1]), MigrationRecorder(connection).applied_migrations()
+            )
 
     def advice(self) -> str:
         return " ".join(message.msg for message in check_converted(databases=None))
@@ -285,3 +308,58 @@ class FreshDatabaseTest(TestCase):
         applied = {name for app, name in MigrationRecorder(connection).applied_migrations() if app == APP}
         self.assertIn("0011_models_help_text", applied)
         self.assertIn(CONVERSION[-1], applied)
+
+
+class RepairSchemaTest(TransactionTestCase):
+    """What a migrate killed on MariaDB can leave out (held-back indexes, a foreign key between drop and re-add)."""
+
+    def constraints(self, table: str) -> dict:
+        with connection.cursor() as cursor:
+            return connection.introspection.get_constraints(cursor, table)
+
+    def test_missing_indexes_and_foreign_keys_are_created_again(self):
+        from post_office.migrations._conversion import RepairSchema
+
+        self.addCleanup(call_command, "migrate", APP, verbosity=0)
+        table = "post_office_attachment"
+        (index,) = [
+            name
+            for name, info in self.constraints(table).items()
+            if info["index"]
+            and not info["unique"]
+            and info["columns"] == ["content_hash"]
+            and not name.endswith("_like")
+        ]
+        version_fks = [
+            name for name, info in self.constraints("post_office_emailtemplateversion").items() if info["foreign_key"]
+        ]
+        with connection.schema_editor() as editor:
+            on_table = f" ON {editor.quote_name(table)}" if connection.vendor == "mysql" else ""
+            editor.execute(f"DROP INDEX {editor.quote_name(index)}{on_table}")
+            if connection.vendor != "sqlite":  # SQLite cannot drop a foreign key (nor lose one: it rolls back)
+                drop = "DROP FOREIGN KEY" if connection.vendor == "mysql" else "DROP CONSTRAINT"
+                for name in version_fks:
+                    editor.execute(f"ALTER TABLE post_office_emailtemplateversion {drop} {editor.quote_name(name)}")
+        self.assertFalse(
+            any(
+                info["columns"] == ["content_hash"]
+                and info["index"]
+                and not info["unique"]
+                and not name.endswith("_like")
+                for name, info in self.constraints(table).items()
+            )
+        )
+        executor = MigrationExecutor(connection)
+        state = executor.loader.project_state((APP, CONVERSION[-1]))
+        with connection.schema_editor() as editor:
+            RepairSchema().database_forwards(APP, editor, state, state)
+        self.assertTrue(
+            any(info["columns"] == ["content_hash"] and info["index"] for info in self.constraints(table).values())
+        )
+        if connection.vendor != "sqlite":
+            self.assertTrue(
+                any(info["foreign_key"] for info in self.constraints("post_office_emailtemplateversion").values())
+            )
+        with connection.schema_editor() as editor:  # nothing missing: nothing done
+            RepairSchema().database_forwards(APP, editor, state, state)
+            self.assertEqual(editor.deferred_sql, [])

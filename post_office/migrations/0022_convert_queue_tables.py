@@ -74,5 +74,6 @@ class Migration(migrations.Migration):
             model_name="email", index=models.Index(fields=["scheduled_time"], name="post_office_email_scheduled")
         ),
         _conversion.AlignOldColumns(),
+        _conversion.RepairSchema(),
         migrations.RunPython(_conversion.restore_sqlite_sequences, _conversion.noop),
     ]

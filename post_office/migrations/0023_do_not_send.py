@@ -4,6 +4,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from . import _conversion
+
 
 class Migration(migrations.Migration):
 
@@ -12,7 +14,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.CreateModel(
+        _conversion.CreateModelIfNeeded(
             name='DoNotSendEntry',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
@@ -27,7 +29,7 @@ class Migration(migrations.Migration):
                 'ordering': ['-created', '-id'],
             },
         ),
-        migrations.CreateModel(
+        _conversion.CreateModelIfNeeded(
             name='ImportedRow',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
@@ -43,4 +45,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('source', 'source_id'), name='post_office_importedrow_source')],
             },
         ),
+        _conversion.RepairSchema(),
     ]

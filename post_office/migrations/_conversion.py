@@ -67,7 +67,24 @@ def _has_index_on(schema_editor, table: str, column: str) -> bool:
 # --- schema operations that look before they act (see the module's docstring) -------------------
 
 
-class AddFieldIfNeeded(migrations.AddField):
+def _flush_deferred(schema_editor) -> None:
+    """Run now the SQL Django holds back until the migration's end (indexes, foreign keys).
+
+    On MariaDB a ``migrate`` killed before that end would leave the column or table without them,
+    and a second run, finding the column or table there, would skip the step. (:class:`RepairSchema`
+    at the end of the conversion finds anything still missing.)
+    """
+    while schema_editor.deferred_sql:
+        schema_editor.execute(schema_editor.deferred_sql.pop(0))
+
+
+class _Flushing:
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        _flush_deferred(schema_editor)
+
+
+class AddFieldIfNeeded(_Flushing, migrations.AddField):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = to_state.apps.get_model(app_label, self.model_name)
         if model._meta.get_field(self.name).column not in _columns(schema_editor, model._meta.db_table):
@@ -129,9 +146,10 @@ class AlterFieldIfNeeded(migrations.AlterField):
                 old_field.set_attributes_from_name(self.name)
                 old_field.model = from_model
         schema_editor.alter_field(from_model, old_field, new_field)
+        _flush_deferred(schema_editor)
 
 
-class CreateModelIfNeeded(migrations.CreateModel):
+class CreateModelIfNeeded(_Flushing, migrations.CreateModel):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = to_state.apps.get_model(app_label, self.name)
         if not _columns(schema_editor, model._meta.db_table):
@@ -234,7 +252,74 @@ class AlignOldColumns(migrations.operations.base.Operation):
         return "Align columns left behind by django-post_office's older releases"
 
 
-# --- data steps ---------------------------------------------------------------------------------
+class RepairSchema(migrations.operations.base.Operation):
+    """Create the indexes, foreign keys and named indexes/constraints the models expect and the database lacks.
+
+    A ``migrate`` killed on MariaDB between a change and the SQL that completes it (a foreign key
+    dropped to change a column and not yet re-added, say) leaves a step that a second run does not
+    redo. This last step looks at every table of the app and adds what is missing, so a resumed
+    conversion ends with the schema a fresh install has. It changes nothing where nothing is missing.
+    """
+
+    reversible = True
+    reduces_to_sql = False
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        connection = schema_editor.connection
+        with connection.cursor() as cursor:
+            tables = set(connection.introspection.table_names(cursor))
+        for model in to_state.apps.get_app_config(app_label).get_models(include_auto_created=True):
+            if model._meta.proxy or not model._meta.managed or model._meta.db_table not in tables:
+                continue
+            self._repair(schema_editor, model)
+
+    def _repair(self, schema_editor, model) -> None:
+        table = model._meta.db_table
+        found = _constraints(schema_editor, table)
+        for field in model._meta.local_fields:
+            if field.db_index and not field.unique and not field.primary_key:
+                if not any(
+                    info["index"] and not info["unique"] and info["columns"] == [field.column] for info in found.values()
+                ):
+                    schema_editor.execute(schema_editor._create_index_sql(model, fields=[field]))
+        for field in model._meta.local_fields:
+            if field.remote_field and field.db_constraint and schema_editor.connection.features.supports_foreign_keys:
+                if not any(info["foreign_key"] and info["columns"] == [field.column] for info in found.values()):
+                    schema_editor.execute(schema_editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s"))
+        for index in model._meta.indexes:
+            if index.name not in found:
+                schema_editor.add_index(model, index)
+        for constraint in model._meta.constraints:
+            if constraint.name not in found:
+                schema_editor.add_constraint(model, constraint)
+        for fields in model._meta.unique_together:
+            columns = [model._meta.get_field(name).column for name in fields]
+            if not any(info["unique"] and info["columns"] == columns for info in found.values()):
+                schema_editor.execute(schema_editor._create_unique_sql(model, [model._meta.get_field(n) for n in fields]))
+        _flush_deferred(schema_editor)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass
+
+    def describe(self):
+        return "Create the indexes and keys a stopped migrate left out"
+
+
+# --- data steps ---
+
+
+def _settle(schema_editor) -> None:
+    """PostgreSQL: check the foreign keys of the rows just updated now, not at commit.
+
+    A schema change after a data step in the same migration is refused while such checks are
+    pending ("pending trigger events").
+    """
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class ConversionRefused(Exception):
@@ -324,6 +409,7 @@ def fill_recipients(apps, schema_editor) -> None:
             email.cc_list = split_addresses(email.cc)
             email.bcc_list = split_addresses(email.bcc)
         Email.objects.using(db).bulk_update(batch, ["to_list", "cc_list", "bcc_list"])
+    _settle(schema_editor)
 
 
 def unfill_recipients(apps, schema_editor) -> None:
@@ -341,6 +427,7 @@ def unfill_recipients(apps, schema_editor) -> None:
             email.to, email.cc, email.bcc = (", ".join(getattr(email, f"{name}_list") or []) for name in LISTS[:3])
         Email.objects.using(db).bulk_update(batch, ["to", "cc", "bcc"])
         last_id = batch[-1].id
+    _settle(schema_editor)
 
 
 LISTS = ("to", "cc", "bcc", "to_list", "cc_list", "bcc_list")
@@ -373,6 +460,7 @@ def fill_email_defaults(apps, schema_editor) -> None:
             for pk in ids
         )
         Email.objects.using(db).filter(id__in=ids).update(status=1)
+    _settle(schema_editor)
 
 
 def fill_languages(apps, schema_editor) -> None:
@@ -383,6 +471,7 @@ def fill_languages(apps, schema_editor) -> None:
     translations = Template.objects.using(db).exclude(language="").exclude(default_template=None)
     for pk, language in translations.values_list("id", "language"):
         Email.objects.using(db).filter(template_id=pk, language="").update(language=language, template_language=language)
+    _settle(schema_editor)
 
 
 def fill_attachments(apps, schema_editor) -> None:
@@ -407,6 +496,7 @@ def fill_attachments(apps, schema_editor) -> None:
                 attachment.last_used = dates["last"]
         Attachment.objects.using(db).bulk_update(batch, ["content_hash", "created", "last_used"])
         last_id = batch[-1].id
+    _settle(schema_editor)
 
 
 def _file_hash(file) -> str:
@@ -430,7 +520,8 @@ def _save_sqlite_sequences(schema_editor) -> None:
     if connection.vendor != "sqlite":
         return
     with connection.cursor() as cursor:
-        tables = connection.introspection.table_names(cursor)
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in cursor.fetchall()}  # introspection.table_names() leaves sqlite_sequence out
         if "sqlite_sequence" not in tables or SEQUENCE_BACKUP_TABLE in tables:
             return  # nothing to keep, or saved by an earlier run that stopped halfway
         cursor.execute(f"CREATE TABLE {SEQUENCE_BACKUP_TABLE} (name text PRIMARY KEY, seq integer NOT NULL)")
