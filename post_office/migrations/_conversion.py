@@ -280,7 +280,8 @@ class RepairSchema(migrations.operations.base.Operation):
         table = model._meta.db_table
         found = _constraints(schema_editor, table)
         for field in model._meta.local_fields:
-            if field.db_index and not field.unique and not field.primary_key:
+            # As Django decides it (MySQL/MariaDB index a foreign key through the key itself).
+            if schema_editor._field_should_be_indexed(model, field):
                 if not any(
                     info["index"] and not info["unique"] and info["columns"] == [field.column] for info in found.values()
                 ):

@@ -41,7 +41,6 @@ from tests.switch.test_dpo_switch import (  # noqa: F401 -- the tests are collec
     KEEP,
     OUR_PYTHON,
     PROJECT,
-    TIMEOUT,
     VENDORS,
     Project,
     Switch,
@@ -64,6 +63,7 @@ from tests.switch.test_dpo_switch import (  # noqa: F401 -- the tests are collec
     test_templates_and_translations_kept,
     test_the_converted_schema_is_a_fresh_install_s,
 )
+from tests.switch_support import TIMEOUT
 
 KILL_VENDORS = [name for name in os.environ.get("POST_OFFICE_SWITCH_KILL_DBS", ",".join(VENDORS)).split(",") if name]
 BULK = int(os.environ.get("POST_OFFICE_SWITCH_KILL_BULK", "3000"))

@@ -18,16 +18,15 @@ import base64
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.smtp_sink import Received, SMTPSink
+from tests.switch_support import SwitchProject
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -36,7 +35,6 @@ MAILER_PYTHON = ROOT / os.environ.get("MAILER_VENV", ".venv-mailer") / "bin" / "
 OUR_PYTHON = Path(sys.executable)
 VENDORS = [name for name in os.environ.get("POST_OFFICE_SWITCH_DBS", "sqlite,postgres,mysql").split(",") if name]
 KEEP = bool(os.environ.get("POST_OFFICE_SWITCH_KEEP"))
-TIMEOUT = 300
 
 SENT, FAILED, QUEUED, REQUEUED = 0, 1, 2, 3
 LOW, MEDIUM, HIGH = 0, 1, 2
@@ -55,18 +53,10 @@ def sha(content: bytes) -> str:
 # -- databases and commands ---------------------------------------------------------------------
 
 
-@dataclass
-class Project:
-    """One database on one server, the project's files beside it, and the commands run against it."""
+class Project(SwitchProject):
+    """One database on one server, the django-mailer project's files beside it, and the commands run against it."""
 
-    vendor: str
-    name: str
-    workdir: Path
-    outputs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def db_name(self) -> str:
-        return str(self.workdir / f"{self.name}.sqlite3") if self.vendor == "sqlite" else self.name
+    directory = PROJECT
 
     @property
     def marker(self) -> Path:
@@ -90,40 +80,6 @@ class Project:
         env.update(extra)
         return env
 
-    def create(self) -> None:
-        self.drop()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.vendor == "postgres":
-            with _postgres() as connection:
-                connection.execute(f'CREATE DATABASE "{self.name}"')
-        elif self.vendor == "mysql":
-            with _mysql() as connection, connection.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-
-    def drop(self) -> None:
-        if self.vendor == "postgres":
-            with _postgres() as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        elif self.vendor == "mysql":
-            with _mysql() as connection, connection.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def ok(self, label: str, python: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        """Run a script (or manage.py) of the project with this interpreter; fail the test if it fails."""
-        result = subprocess.run(
-            [str(python), *args],
-            cwd=PROJECT,
-            env=self.env(python, **extra_env),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-        self.outputs[label] = f"$ {' '.join(args)}  (exit {result.returncode})\n{result.stdout}{result.stderr}"
-        if result.returncode != 0:
-            pytest.fail(f"{self.vendor}: {label} failed:\n{self.outputs[label]}", pytrace=False)
-        return result
-
     def manage(self, *args: str, **extra_env: str) -> str:
         return self.ok(" ".join(args), OUR_PYTHON, str(PROJECT / "manage.py"), *args, **extra_env).stdout
 
@@ -131,30 +87,6 @@ class Project:
         out = self.workdir / f"dump-{label}.json"
         self.ok(f"read_imported ({label})", OUR_PYTHON, str(HERE / "read_imported.py"), str(out))
         return json.loads(out.read_text())
-
-
-def _postgres() -> Any:
-    import psycopg
-
-    return psycopg.connect(
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=os.environ.get("PGPORT", "5432"),
-        user=os.environ.get("PGUSER", "postgres"),
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
-def _mysql() -> Any:
-    import pymysql
-
-    return pymysql.connect(
-        host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
-        port=int(os.environ.get("MYSQL_PORT", "3306")),
-        user=os.environ.get("MYSQL_USER", "root"),
-        password=os.environ.get("MYSQL_PASSWORD", ""),
-        autocommit=True,
-    )
 
 
 def _prefix() -> str:
