@@ -211,6 +211,19 @@ def celery_installed(raw: dict[str, Any]) -> Messages:
     return []
 
 
+def celery_options(raw: dict[str, Any]) -> Messages:
+    """E030: CELERY_QUEUE, CELERY_PRIORITY_QUEUE or CELERY_TASK_OPTIONS of the wrong kind."""
+    errors: Messages = []
+    for key in ("CELERY_QUEUE", "CELERY_PRIORITY_QUEUE", "CELERY_TASK_OPTIONS"):
+        try:
+            getattr(po_settings, key)
+        except ImproperlyConfigured as error:
+            # (CELERY_PRIORITY_QUEUE falls back to CELERY_QUEUE: one fault, one message.)
+            if all(str(error) != found.msg for found in errors):
+                errors.append(checks.Error(str(error), id="post_office.E030"))
+    return errors
+
+
 def log_level(raw: dict[str, Any]) -> Messages:
     """E009: LOG_LEVEL is not 0, 1 or 2."""
     if raw.get("LOG_LEVEL", 2) in (0, 1, 2):
@@ -392,6 +405,7 @@ CHECKS: list[Callable[[dict[str, Any]], Messages]] = [
     size_limits,
     engine,
     celery_installed,
+    celery_options,
     error_handler,
     language_fallbacks,
     template_cache,

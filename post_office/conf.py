@@ -47,6 +47,9 @@ KNOWN_KEYS = frozenset(
         "RESTRICTED_TEMPLATE_LIBRARIES",
         "AUTO_PLAIN_TEXT",
         "CELERY_ENABLED",
+        "CELERY_QUEUE",
+        "CELERY_PRIORITY_QUEUE",
+        "CELERY_TASK_OPTIONS",
         "THREADS_PER_PROCESS",
         "BATCH_DELIVERY_TIMEOUT",
         "LEASE_SECONDS",
@@ -422,10 +425,35 @@ class PostOfficeSettings:
         """Generate the plain-text part from the HTML of templates that have no plain text: True."""
         return bool(self._get("AUTO_PLAIN_TEXT", True))
 
+    # -- Celery (post_office.tasks; docs/celery.rst): where the tasks a commit triggers go ---------
+
     @property
     def CELERY_ENABLED(self) -> bool:
-        """Trigger the Celery ``send_queued_mail`` task after emails are queued: False."""
+        """Trigger a Celery delivery task once each transaction that queued email commits: False."""
         return bool(self._get("CELERY_ENABLED", False))
+
+    @property
+    def CELERY_QUEUE(self) -> str | None:
+        """The queue of the pass a commit triggers, and of ``tasks.beat_schedule()``: None (Celery's default)."""
+        return _queue_name("CELERY_QUEUE", self._get("CELERY_QUEUE", None))
+
+    @property
+    def CELERY_PRIORITY_QUEUE(self) -> str | None:
+        """The queue of the task that sends a commit's high-priority emails (give it a worker): CELERY_QUEUE."""
+        return _queue_name("CELERY_PRIORITY_QUEUE", self._get("CELERY_PRIORITY_QUEUE", None)) or self.CELERY_QUEUE
+
+    @property
+    def CELERY_TASK_OPTIONS(self) -> dict[str, Any]:
+        """Other ``apply_async`` options of the triggered tasks (``routing_key``, ``retry_policy``...): {}."""
+        value = self._get("CELERY_TASK_OPTIONS", None) or {}
+        if not isinstance(value, dict) or "queue" in value:
+            raise ImproperlyConfigured(
+                "POST_OFFICE['CELERY_TASK_OPTIONS'] must be a dict of apply_async options without 'queue' "
+                f"(set CELERY_QUEUE and CELERY_PRIORITY_QUEUE), not {value!r}."
+            )
+        return dict(value)
+
+    # -- end of Celery ------------------------------------------------------------------------------
 
     @property
     def THREADS_PER_PROCESS(self) -> int:
@@ -447,6 +475,15 @@ class PostOfficeSettings:
         """
         value = self._get("LEASE_SECONDS", None)
         return float(value) if value else 10.0
+
+
+def _queue_name(key: str, value: Any) -> str | None:
+    """A Celery queue name from ``POST_OFFICE[key]``: a non-empty string, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ImproperlyConfigured(f"POST_OFFICE[{key!r}] must be the name of a Celery queue, not {value!r}.")
+    return value
 
 
 def _django_post_office_cache_switch() -> bool:

@@ -9,6 +9,12 @@ from django.dispatch import Signal
 #: Arguments: ``emails`` (list of Email).
 email_queued = Signal()
 
+#: Sent once per committed transaction that queued emails, however many ``send()`` calls it made
+#: (the Celery trigger starts one delivery task per commit from it). Arguments: ``count`` (emails
+#: queued), ``by_priority`` (``{"medium": 3, "high": 1}``: how many of each priority) and ``high``
+#: (ids of the high-priority emails; None when there were more than 1000).
+queue_committed = Signal()
+
 #: Sent after a delivery attempt succeeded and was recorded.
 #: Arguments: ``email`` (Email).
 email_sent = Signal()

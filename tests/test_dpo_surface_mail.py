@@ -270,11 +270,14 @@ class TasksTest(QueueTestMixin, TestCase):
         tasks.cleanup_mail.delay(days=30, delete_attachments=False).get()
         self.assertFalse(Email.objects.filter(pk=old.pk).exists())
 
-    def test_queued_mail_handler_is_the_connected_receiver(self):
-        self.assertIs(tasks.queued_mail_handler, tasks.trigger_celery)
+    def test_queued_mail_handler_starts_the_task_as_the_connected_trigger_does(self):
         with self.po(CELERY_ENABLED=True), self.captureOnCommitCallbacks(execute=True):
             self.queue("triggered")
         self.assertEqual([m.subject for m in django_mail.outbox], ["triggered"])
+        self.queue("by the handler")
+        with self.po(CELERY_ENABLED=True):
+            tasks.queued_mail_handler(sender=Email, emails=[])
+        self.assertEqual([m.subject for m in django_mail.outbox], ["triggered", "by the handler"])
 
 
 class CommandsTest(TransactionTestCase):

@@ -14,6 +14,7 @@ from ..models import Email, Log
 from ..notify import notify_queued
 from ..rendering.lookup import TemplateLookup
 from ..signals import email_queued
+from . import commit
 from .attachments import check_message_size, store_attachments
 from .do_not_send import screen, screened_logs
 from .prepare import Prepared, prepare, template_names
@@ -70,6 +71,7 @@ def persist(prepared: list[Prepared], log_level: int | None = None, *, announce:
     queued = [email for email in emails if email.status in CLAIMABLE] if screened else emails
     if announce and queued:
         transaction.on_commit(lambda: _after_commit(queued, log_level))
+        commit.announce(queued)  # queue_committed: once per transaction, for task-queue triggers
 
 
 def _after_commit(emails: list[Email], log_level: int | None) -> None:
