@@ -17,6 +17,7 @@ from ..signals import email_queued
 from . import commit
 from .attachments import check_message_size, store_attachments
 from .do_not_send import screen, screened_logs
+from .insert import insert_rows, store_single
 from .prepare import Prepared, prepare, template_names
 from .request import EmailRequest
 
@@ -55,15 +56,19 @@ def persist(prepared: list[Prepared], log_level: int | None = None, *, announce:
         return
     emails = [item.email for item in prepared]
     with_attachments = [(item.email, item.attachments) for item in prepared if item.attachments]
-    # Recipients on the do-not-send list are taken off (one query for all the emails).
-    screened = screen(emails)
-    if len(emails) == 1 and not with_attachments and not screened:
+    # mail.send's case: one statement checks the do-not-send list, inserts and notifies (insert.py).
+    stored = store_single(emails[0]) if len(emails) == 1 and not with_attachments else None
+    # Else recipients on the do-not-send list are taken off (one query for all the emails).
+    screened = screen(emails) if stored is None else stored
+    if stored is not None:
+        pass
+    elif len(emails) == 1 and not with_attachments and not screened:
         # One INSERT is atomic by itself: no savepoint round trips for the common case.
         emails[0].save()
         notify_queued()
     else:
         with transaction.atomic():
-            Email.objects.bulk_create(emails)
+            insert_rows(emails)
             store_attachments(with_attachments)
             if screened:
                 Log.objects.bulk_create(screened_logs(screened))

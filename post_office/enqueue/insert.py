@@ -1,0 +1,232 @@
+"""Emails written with as few round trips as the database allows.
+
+``mail.send`` pays for its INSERT inside the caller's web request, so what else
+must happen at enqueue rides in that one statement (:func:`store_single`)::
+
+    INSERT INTO post_office_email (...) SELECT %s, ...
+    WHERE NOT EXISTS (SELECT 1 FROM post_office_donotsendentry WHERE address IN (%s, ...))
+    RETURNING id, pg_notify('post_office_queue', '')
+
+* the do-not-send check: the row goes in only when none of its recipients is
+  listed (the list's unique index answers it). When one is, nothing is
+  inserted and the caller takes the ordinary path for that email (screen the
+  recipients, insert, Log rows), which reads the list again;
+* on PostgreSQL, the NOTIFY that wakes ``runmailer`` (:mod:`post_office.notify`):
+  called for the inserted row only, delivered at commit like any NOTIFY, and
+  left out when this transaction has sent it already.
+
+``send_many`` writes its emails with multi-row INSERTs (:func:`insert_rows`).
+Values are converted as Django's own INSERT converts them (``pre_save``, then
+``get_db_prep_save``; text and integers already of the column's type pass as
+they are), and :func:`store_single` sends ``pre_save``/``post_save`` as
+``Model.save()`` does. Where the model needs more than that (a database
+default, a generated column, a field with its own placeholder) or the database
+cannot return new ids, :func:`plan_for` answers None and the callers use
+Django's ``save()``/``bulk_create()``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, models, router, transaction
+from django.db.models.signals import post_save, pre_save
+
+from ..delivery.do_not_send import considered
+from ..models import DoNotSendEntry, DoNotSendQuerySet, Email, Log, do_not_send_key
+from ..notify import NOTIFY_CALL, mark_notified, needs_notify, notify_queued
+from .do_not_send import Screened, screen, screened_logs
+
+__all__ = ["Plan", "insert_many", "insert_rows", "plan_for", "store_single", "unlisted_keys"]
+
+#: Field classes whose values pass unchanged when they already have the type Django would convert them to.
+_TEXT = (models.CharField, models.TextField)
+_INTEGER = (
+    models.SmallIntegerField,
+    models.IntegerField,
+    models.BigIntegerField,
+    models.PositiveSmallIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveBigIntegerField,
+)
+
+
+@dataclass(frozen=True)
+class _Column:
+    attname: str
+    field: models.Field[Any, Any]
+    #: Call ``field.pre_save`` (auto_now and the like) instead of reading the attribute.
+    pre_save: bool
+    #: Value types that need no conversion for this column (None always passes: SQL NULL).
+    plain: tuple[type, ...]
+
+
+class Plan:
+    """How Email rows are inserted on one database: columns, value conversion and statement texts."""
+
+    def __init__(self, alias: str, vendor: str, columns: tuple[_Column, ...]) -> None:
+        connection = connections[alias]
+        quote = connection.ops.quote_name
+        self.alias, self.vendor, self.columns = alias, vendor, columns
+        pk = Email._meta.pk
+        assert pk is not None and pk.column is not None
+        self.pk_attname = pk.attname
+        # Names from the models, quoted: no caller's text is ever part of these statements.
+        names = ", ".join(quote(str(column.field.column)) for column in columns)
+        self._head = f"INSERT INTO {quote(Email._meta.db_table)} ({names})"
+        self._returning = f" RETURNING {quote(pk.column)}"
+        listed_table = quote(DoNotSendEntry._meta.db_table)
+        self._listed = f"SELECT 1 FROM {listed_table} WHERE {quote('address')} IN "  # noqa: S608
+        casts = []
+        for column in columns:
+            if vendor == "postgresql" and type(column.field) not in _TEXT:
+                # A SELECT list's NULL is text to PostgreSQL unless cast to the column's type.
+                casts.append(f"%s::{column.field.db_type(connection)}")
+            else:
+                casts.append("%s")
+        self._select_list = ", ".join(casts)
+        self._values_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        #: Rows per multi-row INSERT (the database's limit on parameters).
+        self.batch = max(1, connection.ops.bulk_batch_size([c.field for c in columns], [None] * 500))
+        self._single: dict[tuple[int, bool], str] = {}
+        self._many: dict[int, str] = {}
+
+    def row(self, email: Email) -> list[Any]:
+        """The email's column values as Django's INSERT would send them."""
+        connection = connections[self.alias]
+        values = []
+        for column in self.columns:
+            value = column.field.pre_save(email, True) if column.pre_save else getattr(email, column.attname)
+            if value is not None and type(value) not in column.plain:
+                value = column.field.get_db_prep_save(value, connection)
+            values.append(value)
+        return values
+
+    def single_sql(self, keys: int, notify: bool) -> str:
+        """INSERT one row unless one of ``keys`` addresses is listed; return its id (and send the NOTIFY)."""
+        sql = self._single.get((keys, notify))
+        if sql is None:
+            # MariaDB wants a FROM before a WHERE; DUAL is its table of one row.
+            source = " FROM DUAL" if self.vendor == "mysql" else ""
+            listed = self._listed + "(" + ", ".join(["%s"] * keys) + ")"
+            sql = f"{self._head} SELECT {self._select_list}{source} WHERE NOT EXISTS ({listed}){self._returning}"
+            if notify:
+                sql += f", {NOTIFY_CALL}"
+            if len(self._single) < 64:
+                self._single[keys, notify] = sql
+        return sql
+
+    def many_sql(self, rows: int) -> str:
+        """INSERT ``rows`` rows and return their ids, in order."""
+        sql = self._many.get(rows)
+        if sql is None:
+            sql = f"{self._head} VALUES {', '.join([self._values_row] * rows)}{self._returning}"
+            if len(self._many) < 4:
+                self._many[rows] = sql
+        return sql
+
+
+def plan_for(using: str) -> Plan | None:
+    """The insert plan for ``using``, or None where Django's own insert must be used."""
+    connection = connections[using]
+    return _plan(using, connection.vendor, connection.features.can_return_rows_from_bulk_insert)
+
+
+@functools.cache
+def _plan(using: str, vendor: str, returning: bool) -> Plan | None:
+    meta = Email._meta
+    columns = []
+    for field in meta.local_concrete_fields:
+        if field is meta.auto_field:
+            continue
+        if field.has_db_default() or field.generated or hasattr(field, "get_placeholder"):
+            return None  # Django builds these values itself: keep its INSERT
+        plain: tuple[type, ...] = ()
+        if type(field) in _TEXT:
+            plain = (str,)
+        elif type(field) in _INTEGER:
+            plain = (int,)
+        overrides_pre_save = type(field).pre_save is not models.Field.pre_save
+        columns.append(_Column(field.attname, field, overrides_pre_save, plain))
+    if not returning or meta.auto_field is None:
+        return None
+    return Plan(using, vendor, tuple(columns))
+
+
+def unlisted_keys(email: Email) -> list[str]:
+    """The do-not-send keys of the email's recipients, sorted, each once."""
+    return sorted({do_not_send_key(address) for address in considered(email)})
+
+
+def store_single(email: Email) -> list[Screened] | None:
+    """Store one unsaved email (no attachments) as ``save()`` would, checking the do-not-send list on the way.
+
+    Return what the list did (empty when none of its recipients is listed,
+    the common case: one statement), or None where this database needs
+    Django's own insert (nothing was done then). ``pre_save`` and ``post_save``
+    are sent as ``save()`` sends them.
+    """
+    using = router.db_for_write(Email, instance=email)
+    plan = plan_for(using)
+    keys = unlisted_keys(email)
+    if plan is None or not keys or len(keys) > DoNotSendQuerySet.CHUNK:
+        return None  # or: nobody to check (prepare refuses that), more addresses than one query takes
+    pre_save.send(sender=Email, instance=email, raw=False, using=using, update_fields=None)
+    screened: list[Screened] = []
+    if not _insert_unless_listed(email, plan, keys):
+        # A recipient is listed: take it off (or fail the email), then store it with its Log rows.
+        screened = screen([email])
+        with transaction.atomic(using=using):
+            insert_many([email], plan)
+            if screened:
+                Log.objects.using(using).bulk_create(screened_logs(screened))
+            notify_queued(using)
+    email._state.adding = False
+    email._state.db = using
+    post_save.send(sender=Email, instance=email, created=True, update_fields=None, raw=False, using=using)
+    return screened
+
+
+def _insert_unless_listed(email: Email, plan: Plan, keys: list[str]) -> bool:
+    """One statement: insert the email unless one of ``keys`` is listed (and NOTIFY); True if inserted."""
+    using = plan.alias
+    notify = needs_notify(using)
+    with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:
+        cursor.execute(plan.single_sql(len(keys), notify), [*plan.row(email), *keys])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    if notify:
+        mark_notified(using)
+    setattr(email, plan.pk_attname, row[0])
+    return True
+
+
+def insert_rows(emails: Sequence[Email]) -> None:
+    """Insert unsaved emails (no signals, as ``bulk_create``): multi-row INSERTs where the plan allows."""
+    using = router.db_for_write(Email)
+    plan = plan_for(using)
+    if plan is None:
+        Email.objects.using(using).bulk_create(emails)
+    else:
+        insert_many(emails, plan)
+
+
+def insert_many(emails: Sequence[Email], plan: Plan) -> None:
+    """Insert unsaved emails with one multi-row INSERT per ``plan.batch`` rows (no signals, as ``bulk_create``)."""
+    using = plan.alias
+    pk = plan.pk_attname
+    with connections[using].cursor() as cursor:
+        for start in range(0, len(emails), plan.batch):
+            chunk = emails[start : start + plan.batch]
+            params: list[Any] = []
+            for email in chunk:
+                params += plan.row(email)
+            cursor.execute(plan.many_sql(len(chunk)), params)
+            for email, (value,) in zip(chunk, cursor.fetchall(), strict=True):
+                setattr(email, pk, value)
+                email._state.adding = False
+                email._state.db = using
