@@ -234,11 +234,20 @@ def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
                 f"{field} name", name, "is not a valid header name (printable ASCII, no spaces or colons)"
             )
         where = f"{field}[{name!r}]"
-        if name.lower() == "bcc":
-            raise InvalidHeader(where, header_value, "is not allowed; pass bcc= instead")
+        if name.lower() in ("bcc", "subject"):
+            # Bcc would show every hidden recipient; a second Subject is refused by Python's email package
+            # (Django 6.1) or written twice (Django 5.2).
+            raise InvalidHeader(where, header_value, f"is not allowed; pass {name.lower()}= instead")
         if isinstance(header_value, (int, float)) and not isinstance(header_value, bool):
             header_value = str(header_value)
         headers[name] = _header_value(where, name, header_value)
+        if not headers[name] and len(name) > FOLDABLE_NAME_LENGTH:
+            # Python's email package cannot write an empty header whose name fills the line (IndexError).
+            raise InvalidHeader(
+                where,
+                header_value,
+                f"is empty; an empty header needs a name of at most {FOLDABLE_NAME_LENGTH} characters",
+            )
         if name.lower() in ("reply-to", "from", "to", "cc"):
             for address in getaddresses([headers[name]]):
                 if not address[1]:
@@ -246,6 +255,9 @@ def parse_headers(value: Any, field: str = "headers") -> dict[str, str] | None:
                 _check_addr_spec(where, header_value, address[1], False)
     return headers
 
+
+#: The longest header name whose header may be empty: with ": " it fits a 78-character line (RFC 5322's advice).
+FOLDABLE_NAME_LENGTH = 76
 
 _LINE_LIMIT = f" (with ': ' a header name must fit in one {LINE_MAX_LENGTH}-character line, RFC 5322)"
 

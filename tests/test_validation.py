@@ -664,3 +664,24 @@ class PlainAddressFastPathTest(SimpleTestCase):
                 except InvalidEmail:
                     pass
                 self.assertEqual(full.call_count, 1)
+
+
+class SubjectAndEmptyHeadersTest(SimpleTestCase):
+    """Headers Python's email package cannot write are refused when queued (found by the property tests on 6.1)."""
+
+    def test_a_subject_header_is_refused(self):
+        from post_office.exceptions import InvalidHeader
+        from post_office.validation import parse_headers
+
+        for name in ("Subject", "subject", "SUBJECT"):
+            with self.subTest(name=name), self.assertRaisesMessage(InvalidHeader, "pass subject= instead"):
+                parse_headers({name: "Hello"})
+
+    def test_an_empty_header_needs_a_name_that_fits_the_line(self):
+        from post_office.exceptions import InvalidHeader
+        from post_office.validation import FOLDABLE_NAME_LENGTH, parse_headers
+
+        self.assertEqual(parse_headers({"X-" + "a" * (FOLDABLE_NAME_LENGTH - 2): ""}), {"X-" + "a" * 74: ""})
+        self.assertEqual(parse_headers({"X-" + "a" * 200: "value"}), {"X-" + "a" * 200: "value"})
+        with self.assertRaisesMessage(InvalidHeader, "an empty header needs a name of at most 76 characters"):
+            parse_headers({"a" * 254: ""})
