@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch test-switch-mailer lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch test-switch-mailer test-celery lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,17 @@ test-switch-mailer: $(BIN)/.installed
 	./scripts/ensure-services postgres mysql
 	./scripts/mailer-venv
 	POST_OFFICE_SWITCH_MAILER=1 $(BIN)/python -m pytest tests/switch_mailer $(PYTEST_ARGS)
+
+# Celery with real brokers and real `celery worker` processes (tests/celery_workers/): Redis (database 8) and
+# RabbitMQ, on PostgreSQL and MariaDB: a rollback sends no task, 5,000 emails through two workers arrive once each,
+# a worker SIGKILLed mid-run loses nothing, the priority queue delivers during a bulk run. About 4 minutes.
+test-celery: $(BIN)/.installed
+	./scripts/ensure-services postgres mysql redis rabbitmq
+	for db in postgres mysql; do \
+		echo "== Celery workers on $$db"; \
+		POST_OFFICE_CELERY_WORKERS=1 POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -s -p no:cacheprovider \
+			tests/celery_workers $(PYTEST_ARGS) || exit 1; \
+	done
 
 # Browser tests: Playwright for Python drives Debian's Chromium headless against a live test server.
 # Screenshots of every screen go to e2e-screenshots/ (git-ignored).
