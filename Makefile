@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BIN61 := $(VENV61)/bin
 PYTEST_ARGS ?=
 
-.PHONY: package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch test-switch-mailer test-celery lint docs demo run migrations-check clean bench bench-dpo-setup
+.PHONY: test-tasks package-check messages messages-check test-e2e test test-postgres test-mysql test-django61 test-faults test-switch test-switch-mailer test-celery lint docs demo run migrations-check clean bench bench-dpo-setup
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,17 @@ test-switch-mailer: $(BIN)/.installed
 	./scripts/ensure-services postgres mysql
 	./scripts/mailer-venv
 	POST_OFFICE_SWITCH_MAILER=1 $(BIN)/python -m pytest tests/switch_mailer $(PYTEST_ARGS)
+
+# Django Tasks with real workers (tests/tasks_workers/): django-tasks-db's db_worker processes deliver through the
+# claim engine to an SMTP sink process, on PostgreSQL and MariaDB (rollback, 5,000 emails through two workers, a
+# worker SIGKILLed mid-run). Settings tests.tasks_settings (the DatabaseBackend on a queue of its own).
+test-tasks: $(BIN)/.installed
+	./scripts/ensure-services postgres mysql
+	for db in postgres mysql; do \
+		echo "== Django Tasks workers on $$db"; \
+		POST_OFFICE_TASKS_WORKERS=1 POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -s -p no:cacheprovider \
+			--ds=tests.tasks_settings tests/tasks_workers $(PYTEST_ARGS) || exit 1; \
+	done
 
 # Celery with real brokers and real `celery worker` processes (tests/celery_workers/): Redis (database 8) and
 # RabbitMQ, on PostgreSQL and MariaDB: a rollback sends no task, 5,000 emails through two workers arrive once each,

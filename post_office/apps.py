@@ -9,4 +9,4 @@ class PostOfficeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, tasks  # noqa: F401 - registers system checks and signal receivers
+        from . import checks, django_tasks, tasks  # noqa: F401 - registers system checks and signal receivers

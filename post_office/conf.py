@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
+from .conf_tasks import TASKS_KEYS, TasksSettings
+
 if TYPE_CHECKING:
     from django.core.cache.backends.base import BaseCache
     from django.template import Engine
@@ -50,6 +52,7 @@ KNOWN_KEYS = frozenset(
         "CELERY_QUEUE",
         "CELERY_PRIORITY_QUEUE",
         "CELERY_TASK_OPTIONS",
+        *TASKS_KEYS,  # Django Tasks (post_office.conf_tasks)
         "THREADS_PER_PROCESS",
         "BATCH_DELIVERY_TIMEOUT",
         "LEASE_SECONDS",
@@ -99,7 +102,7 @@ def mail_passwords(*extra: Any) -> list[str]:
     return sorted({str(secret) for secret in found if secret}, key=len, reverse=True)
 
 
-class PostOfficeSettings:
+class PostOfficeSettings(TasksSettings):
     """Typed, documented access to ``settings.POST_OFFICE``."""
 
     def _get(self, key: str, default: Any) -> Any:

@@ -38,7 +38,7 @@ ERROR_PREFIX = 100
 #: Worker rows shown, the most recently seen first.
 WORKERS_SHOWN = 20
 #: The heartbeat names of one-pass runs start with these (``RunHeartbeat``); the others are runmailer's.
-ONE_PASS_COMMANDS = ("send_queued_mail", "celery")
+ONE_PASS_COMMANDS = ("send_queued_mail", "celery", "django_tasks")
 #: Heartbeat states after which a worker writes nothing more.
 FINAL_STATES = ("stopped", "crashed", "finished", "failed")
 

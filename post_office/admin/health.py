@@ -48,6 +48,7 @@ KINDS = {
     "runmailer": gettext_lazy("runmailer (long-running)"),
     "send_queued_mail": gettext_lazy("send_queued_mail (one pass, e.g. cron)"),
     "celery": gettext_lazy("Celery task (one pass)"),
+    "django_tasks": gettext_lazy("Django Tasks task (one pass)"),
 }
 
 # The chart's geometry, in SVG user units (the SVG scales to the page's width).
