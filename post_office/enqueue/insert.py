@@ -27,7 +27,9 @@ Django's ``save()``/``bulk_create()``.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,9 @@ from ..notify import NOTIFY_CALL, mark_notified, needs_notify, notify_queued
 from .do_not_send import Screened, screen, screened_logs
 
 __all__ = ["Plan", "insert_many", "insert_rows", "plan_for", "store_single", "unlisted_keys"]
+
+#: Rows per statement on the JSON path (one parameter: only the document's size grows).
+_JSON_BATCH = 1000
 
 #: Field classes whose values pass unchanged when they already have the type Django would convert them to.
 _TEXT = (models.CharField, models.TextField)
@@ -62,6 +67,8 @@ class _Column:
     pre_save: bool
     #: Value types that need no conversion for this column (None always passes: SQL NULL).
     plain: tuple[type, ...]
+    #: The column's value travels in a JSON document as it is (a date and time as ISO 8601 text).
+    as_json: bool = False
 
 
 class Plan:
@@ -91,6 +98,15 @@ class Plan:
         self._values_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
         #: Rows per multi-row INSERT (the database's limit on parameters).
         self.batch = max(1, connection.ops.bulk_batch_size([c.field for c in columns], [None] * 500))
+        #: PostgreSQL: every row of a send_many in one JSON parameter (json_populate_recordset), when
+        #: every column can travel in JSON. A statement with thousands of placeholders costs more to
+        #: prepare on the client than the rows themselves (psycopg parses such a query each time).
+        self.json_sql = None
+        if vendor == "postgresql" and all(column.as_json for column in columns):
+            table = quote(Email._meta.db_table)
+            self.json_sql = (
+                f"{self._head} SELECT {names} FROM json_populate_recordset(NULL::{table}, %s){self._returning}"  # noqa: S608
+            )
         self._single: dict[tuple[int, bool], str] = {}
         self._many: dict[int, str] = {}
 
@@ -104,6 +120,22 @@ class Plan:
                 value = column.field.get_db_prep_save(value, connection)
             values.append(value)
         return values
+
+    def json_rows(self, emails: Sequence[Email]) -> str:
+        """The emails' rows as one JSON document of objects keyed by column, for :attr:`json_sql`."""
+        connection = connections[self.alias]
+        rows = []
+        for email in emails:
+            row = {}
+            for column in self.columns:
+                value = column.field.pre_save(email, True) if column.pre_save else getattr(email, column.attname)
+                if isinstance(value, datetime.datetime):
+                    value = value.isoformat()
+                elif value is not None and column.plain and type(value) not in column.plain:
+                    value = column.field.get_db_prep_save(value, connection)  # e.g. a lazy translation: its text
+                row[column.field.column] = value
+            rows.append(row)
+        return json.dumps(rows)
 
     def single_sql(self, keys: int, notify: bool) -> str:
         """INSERT one row unless one of ``keys`` addresses is listed; return its id (and send the NOTIFY)."""
@@ -150,7 +182,12 @@ def _plan(using: str, vendor: str, returning: bool) -> Plan | None:
         elif type(field) in _INTEGER:
             plain = (int,)
         overrides_pre_save = type(field).pre_save is not models.Field.pre_save
-        columns.append(_Column(field.attname, field, overrides_pre_save, plain))
+        as_json = bool(plain) or type(field) is models.DateTimeField
+        if isinstance(field, models.JSONField):
+            as_json = field.encoder is None  # the text Django would store is json.dumps(value)
+        elif isinstance(field, models.ForeignKey):
+            as_json = type(field.target_field) in (models.AutoField, models.BigAutoField)
+        columns.append(_Column(field.attname, field, overrides_pre_save, plain, as_json))
     if not returning or meta.auto_field is None:
         return None
     return Plan(using, vendor, tuple(columns))
@@ -219,13 +256,17 @@ def insert_many(emails: Sequence[Email], plan: Plan) -> None:
     """Insert unsaved emails with one multi-row INSERT per ``plan.batch`` rows (no signals, as ``bulk_create``)."""
     using = plan.alias
     pk = plan.pk_attname
+    batch = _JSON_BATCH if plan.json_sql else plan.batch
     with connections[using].cursor() as cursor:
-        for start in range(0, len(emails), plan.batch):
-            chunk = emails[start : start + plan.batch]
-            params: list[Any] = []
-            for email in chunk:
-                params += plan.row(email)
-            cursor.execute(plan.many_sql(len(chunk)), params)
+        for start in range(0, len(emails), batch):
+            chunk = emails[start : start + batch]
+            if plan.json_sql:
+                cursor.execute(plan.json_sql, [plan.json_rows(chunk)])
+            else:
+                params: list[Any] = []
+                for email in chunk:
+                    params += plan.row(email)
+                cursor.execute(plan.many_sql(len(chunk)), params)
             for email, (value,) in zip(chunk, cursor.fetchall(), strict=True):
                 setattr(email, pk, value)
                 email._state.adding = False
