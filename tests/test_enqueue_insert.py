@@ -100,8 +100,7 @@ class OneStatementTest(TestCase):
         with mock.patch("django.utils.timezone.now", return_value=now):
             ours = plan.row(email)
             django = [
-                column.field.get_db_prep_save(column.field.pre_save(email, True), connection)
-                for column in plan.columns
+                column.field.get_db_prep_save(column.field.pre_save(email, True), connection) for column in plan.columns
             ]
         self.assertEqual([str(value) for value in ours], [str(value) for value in django])
 
@@ -201,3 +200,30 @@ class AutocommitTest(TransactionTestCase):
                     mail.send(["to@example.com"], SENDER, subject="x", message="m")
             mail.send(["to@example.com"], SENDER, subject="kept", message="m")
         self.assertEqual(list(Email.objects.values_list("subject", flat=True)), ["kept"])
+
+
+class SharedContextTest(TestCase):
+    """The three parts share one template context, each in a layer of its own."""
+
+    def test_what_one_part_sets_is_gone_for_the_next(self):
+        email = mail.send(
+            ["to@example.com"],
+            SENDER,
+            subject='{% firstof "from the subject" as note %}{{ note }}',
+            message="[{{ note }}]{% firstof 'from the message' as note %}",
+            html_message="<p>[{{ note }}] {{ name }}</p>",
+            context={"name": "Ann"},
+        )
+        self.assertEqual((email.subject, email.message), ("from the subject", "[]"))
+        self.assertEqual(email.html_message, "<p>[] Ann</p>")
+
+    def test_autoescape_per_part(self):
+        email = mail.send(
+            ["to@example.com"],
+            SENDER,
+            subject="{{ v }}",
+            message="{{ v }}",
+            html_message="{{ v }}",
+            context={"v": "<&>"},
+        )
+        self.assertEqual((email.subject, email.message, email.html_message), ("<&>", "<&>", "&lt;&amp;&gt;"))

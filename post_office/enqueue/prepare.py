@@ -6,6 +6,7 @@ helpers) comes through :func:`prepare`, so they validate exactly alike.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
         raise InvalidArgument("context", request.context, "must be a dict")
     _check_template_argument(request.template)
     alternatives = _alternatives(request.alternatives)
-    email = Email(
+    email = _new_email(
         from_email=sender,
         to=to,
         cc=cc,
@@ -117,6 +118,26 @@ def prepare(request: EmailRequest, lookup: TemplateLookup) -> Prepared:
     check_length(InvalidHeader, "headers['Message-ID']", email.message_id or "", _column(Email, "message_id"))
     _check_attachment_columns(attachments)
     return Prepared(email, attachments)
+
+
+def _new_email(**values: Any) -> Email:
+    """An unsaved Email with these column values (attribute names) and every other column's default.
+
+    Built as Django builds a row read from the database (every concrete field
+    in order, positionally): the same instance as ``Email(**values)``, for half
+    its cost on the enqueue path.
+    """
+    fields = _email_fields()
+    unknown = values.keys() - {attname for attname, _default in fields}
+    if unknown:
+        raise TypeError(f"Email has no columns {sorted(unknown)}")
+    row = [values[attname] if attname in values else default() for attname, default in fields]
+    return Email(*row)  # type: ignore[misc]  # the positional form: one value per concrete field
+
+
+@functools.cache
+def _email_fields() -> list[tuple[str, Any]]:
+    return [(field.attname, field.get_default) for field in Email._meta.concrete_fields]
 
 
 def _column(model: type[Email] | type[Attachment] | type[EmailTemplate], name: str) -> int:

@@ -8,6 +8,7 @@ dates and numbers follow the email's language, not the sender's.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import weakref
@@ -118,6 +119,21 @@ class CompiledTemplates:
         recording._po_probed = _probed_names(compiled)
         return compiled.render(recording)
 
+    def render_in(self, source: str, context: Context, *, autoescape: bool) -> str:
+        """Render ``source`` in a context an email's parts share; what one part sets is gone for the next.
+
+        Each part renders in a layer pushed for it (``{% ... as name %}`` and the
+        like write there), so sharing the context changes nothing but its cost.
+        """
+        if not source:
+            return ""
+        compiled = self.compile(source)
+        context.autoescape = autoescape
+        if isinstance(context, _RecordingContext):
+            context._po_probed = _probed_names(compiled)
+        with context.push():
+            return str(compiled.render(context))
+
 
 class _RecordingContext(Context):
     """A context that notes every top-level variable the template asks for and does not find.
@@ -215,11 +231,18 @@ def render_parts(
         strict = po_settings.STRICT_TEMPLATE_VARIABLES
     missing: dict[str, None] | None = {} if strict else None
     html_autoescape = compiled.engine.autoescape
-    with translation.override(language or translation.get_language()):
-        rendered_subject = compiled.render(subject, context, autoescape=False, missing=missing)
-        rendered_message = compiled.render(message, context, autoescape=False, missing=missing)
+    # One context for the three parts, each rendered in a layer of its own (see render_in).
+    if missing is None:
+        shared = Context(dict(context))
+    else:
+        shared = _RecordingContext(dict(context))
+        shared._po_missing = missing
+    current = translation.get_language()
+    with translation.override(language) if language and language != current else contextlib.nullcontext():
+        rendered_subject = compiled.render_in(subject, shared, autoescape=False)
+        rendered_message = compiled.render_in(message, shared, autoescape=False)
         with inline.collecting(compiled.images) as collector:
-            rendered_html = compiled.render(html_message, context, autoescape=html_autoescape, missing=missing)
+            rendered_html = compiled.render_in(html_message, shared, autoescape=html_autoescape)
     if missing:
         raise missing_variables_error(missing, source)
     if auto_plain_text and rendered_html.strip() and not (message or "").strip():
