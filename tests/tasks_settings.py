@@ -7,6 +7,7 @@ TASKS_ENABLED on, the delivery task enqueued on that queue with priority 10. The
 and its ``manage.py db_worker`` subprocesses both use these settings.
 """
 
+import json
 import os
 
 import django
@@ -23,6 +24,8 @@ if django.VERSION < (6, 0):
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": [TASKS_QUEUE]}}
 
 POST_OFFICE = {**POST_OFFICE, "TASKS_ENABLED": True, "TASKS_QUEUE": TASKS_QUEUE, "TASKS_PRIORITY": 10}
+# More POST_OFFICE keys for the worker subprocesses, as JSON (e.g. {"RETRY_INTERVAL": 1}).
+POST_OFFICE.update(json.loads(os.environ.get("POST_OFFICE_TEST_OPTIONS") or "{}"))
 
 LOGGING = {
     "version": 1,

@@ -8,6 +8,8 @@ PostgreSQL and MariaDB (SQLite has a single writer and no SKIP LOCKED for the ta
 
 from __future__ import annotations
 
+import datetime
+import json
 import signal
 import sys
 import time
@@ -15,6 +17,7 @@ from unittest import skipIf
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from post_office import mail
@@ -55,7 +58,12 @@ class DbWorkerTestCase(ProcessTestCase):
                 for first in range(start, min(total, start + per_commit), 50):
                     mail.send_many(
                         [
-                            {"recipients": [f"u{i}@example.com"], "sender": SENDER, "subject": f"mail {i}", "message": "b"}
+                            {
+                                "recipients": [f"u{i}@example.com"],
+                                "sender": SENDER,
+                                "subject": f"mail {i}",
+                                "message": "b",
+                            }
                             for i in range(first, min(total, start + per_commit, first + 50))
                         ]
                     )
@@ -83,7 +91,9 @@ class RollbackTest(DbWorkerTestCase):
     def test_a_rolled_back_transaction_leaves_no_task_and_sends_nothing(self):
         try:
             with transaction.atomic():
-                mail.send_many([{"recipients": ["a@example.com"], "sender": SENDER, "subject": "no", "message": "b"}] * 5)
+                mail.send_many(
+                    [{"recipients": ["a@example.com"], "sender": SENDER, "subject": "no", "message": "b"}] * 5
+                )
                 mail.send("b@example.com", SENDER, subject="no", message="b")
                 raise RuntimeError("rollback")
         except RuntimeError:
@@ -132,7 +142,9 @@ class ExactlyOnceTest(DbWorkerTestCase):
         self.assertEqual(len(self.commit_tasks()), commits)
         ran_by = {worker for t in DBTaskResult.objects.filter(status="SUCCESSFUL") for worker in t.worker_ids}
         self.assertEqual(ran_by, {"w1", "w2"})
-        self.assertEqual(sum(t.return_value["sent"] for t in DBTaskResult.objects.filter(status="SUCCESSFUL")), self.TOTAL)
+        self.assertEqual(
+            sum(t.return_value["sent"] for t in DBTaskResult.objects.filter(status="SUCCESSFUL")), self.TOTAL
+        )
         print(  # noqa: T201 - the figure for docs/django_tasks.rst
             f"\n{connection.vendor}: {self.TOTAL} emails in {commits} commits through 2 db_worker processes: "
             f"{elapsed:.1f}s from the first commit to the last arrival ({self.TOTAL / elapsed:.0f} emails/s)"
@@ -180,3 +192,33 @@ class KilledWorkerTest(DbWorkerTestCase):
             f"\n{connection.vendor}: db_worker killed holding {len(unrecorded)} emails ({len(in_flight)} delivered): "
             f"all {self.TOTAL} delivered {recovered:.1f}s after the kill, {len(duplicates)} twice"
         )
+
+
+class LaterMailTest(DbWorkerTestCase):
+    """Scheduled and retried mail is sent by the runs the tasks defer, with no commit after it."""
+
+    def test_scheduled_and_retried_mail_is_picked_up_by_deferred_runs(self):
+        env = self.env(self.start_sink(), POST_OFFICE_TEST_OPTIONS=json.dumps({"RETRY_INTERVAL": 2}))
+        worker = self.start_db_worker(env, "later")
+        due_at = timezone.now() + datetime.timedelta(seconds=3)
+        with transaction.atomic():
+            mail.send("a@example.com", SENDER, subject="scheduled", message="b", scheduled_time=due_at)
+            # The server refuses the first attempt (451): requeued, retried RETRY_INTERVAL later.
+            mail.send("b+451-rcpt-x1@example.com", SENDER, subject="retried", message="b")
+        wait_until(lambda: set(arrived(self.record)) == {"scheduled", "retried"}, 30, "both emails", step=0.1)
+        arrived_at = timezone.now()
+        self.stop([worker])
+
+        self.assertGreaterEqual(arrived_at, due_at)
+        self.assertEqual(arrived(self.record), {"scheduled": 1, "retried": 1})
+        retried = Email.objects.get(subject="retried")
+        self.assertEqual((retried.status, retried.number_of_retries), (STATUS.sent, 1))
+        self.assertEqual(Email.objects.get(subject="scheduled").status, STATUS.sent)
+        # One task for the commit; the rest were deferred runs, and those sent the mail.
+        self.assertEqual(len(self.commit_tasks()), 1)
+        pickups = [t for t in DBTaskResult.objects.filter(status="SUCCESSFUL") if t.args_kwargs["kwargs"].get("pickup")]
+        self.assertEqual(sum(t.return_value["sent"] for t in pickups), 2)
+        # Deferred: django-tasks-db stores "no run_after" as the largest date.
+        self.assertTrue(pickups and all(t.run_after < arrived_at + datetime.timedelta(hours=1) for t in pickups))
+        (commit_task,) = self.commit_tasks()
+        self.assertGreater(commit_task.run_after, arrived_at + datetime.timedelta(days=365))
