@@ -30,6 +30,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
 from harness import TEMPLATE, QueryCounter, cpu_seconds, email_kwargs, rss_kib, template_kwargs, timed, write_json  # noqa: E402
+from latency import send_latencies  # noqa: E402
 
 import post_office  # noqa: E402
 from post_office import mail  # noqa: E402
@@ -77,6 +78,24 @@ def scenario_enqueue_send(args: argparse.Namespace) -> dict[str, object]:
     else:
         result = _timed(run, args.n)
     result["stored"] = Email.objects.count()
+    result["atomic"] = args.atomic
+    return result
+
+
+def scenario_enqueue_latency(args: argparse.Namespace) -> dict[str, object]:
+    """mail.send() timed call by call, each its own transaction, as a view queueing one email pays it.
+
+    Autocommit (Django's default), or with --atomic one transaction.atomic() block per call (ATOMIC_REQUESTS).
+    """
+    from django.db import transaction
+
+    items = [email_kwargs(seq) for seq in range(args.n)]
+    mail.send(**email_kwargs(args.n))  # a warm connection, as a running site has
+    queries.start()
+    result = send_latencies(mail.send, items, transaction.atomic if args.atomic else None)
+    result["queries"] = queries.stop()
+    result["queries_per_email"] = result["queries"] / args.n  # type: ignore[operator]
+    result["stored"] = Email.objects.count() - 1
     result["atomic"] = args.atomic
     return result
 
@@ -136,6 +155,7 @@ SCENARIOS = {
     "queue": scenario_queue,
     "enqueue_send": scenario_enqueue_send,
     "enqueue_send_many": scenario_enqueue_send_many,
+    "enqueue_latency": scenario_enqueue_latency,
     "deliver": scenario_deliver,
 }
 
