@@ -9,8 +9,9 @@ it was for), is stored ``failed`` with a ``NoRecipientLeft`` Log row, and is
 never delivered. Delivery checks the list again, with the same rules
 (:mod:`post_office.delivery.do_not_send`).
 
-The query stands alone before the insert, so that it can later become part of
-the insert statement (one round trip per email).
+For one email without attachments (``mail.send``'s case) the check is first
+made inside the INSERT (:mod:`post_office.enqueue.insert`): only when that
+statement finds a listed recipient does :func:`screen` run for it.
 """
 
 from __future__ import annotations
