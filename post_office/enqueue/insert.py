@@ -15,14 +15,18 @@ must happen at enqueue rides in that one statement (:func:`store_single`)::
   called for the inserted row only, delivered at commit like any NOTIFY, and
   left out when this transaction has sent it already.
 
-``send_many`` writes its emails with multi-row INSERTs (:func:`insert_rows`).
+``send_many`` writes its emails with multi-row INSERTs (:func:`insert_rows`);
+on PostgreSQL the rows of a chunk travel in one JSON parameter
+(``json_populate_recordset``), since psycopg parses a statement of thousands of
+placeholders again on every call.
 Values are converted as Django's own INSERT converts them (``pre_save``, then
 ``get_db_prep_save``; text and integers already of the column's type pass as
 they are), and :func:`store_single` sends ``pre_save``/``post_save`` as
 ``Model.save()`` does. Where the model needs more than that (a database
 default, a generated column, a field with its own placeholder) or the database
 cannot return new ids, :func:`plan_for` answers None and the callers use
-Django's ``save()``/``bulk_create()``.
+Django's ``save()``/``bulk_create()``; so does a project that routes the
+do-not-send list to another database than the emails.
 """
 
 from __future__ import annotations
@@ -208,9 +212,11 @@ def store_single(email: Email) -> list[Screened] | None:
     """
     using = router.db_for_write(Email, instance=email)
     plan = plan_for(using)
+    if plan is None or router.db_for_read(DoNotSendEntry) != using:
+        return None  # Django's insert; or the list lives in another database than the emails
     keys = unlisted_keys(email)
-    if plan is None or not keys or len(keys) > DoNotSendQuerySet.CHUNK:
-        return None  # or: nobody to check (prepare refuses that), more addresses than one query takes
+    if not keys or len(keys) > DoNotSendQuerySet.CHUNK:
+        return None  # nobody to check (prepare refuses that), or more addresses than one query takes
     pre_save.send(sender=Email, instance=email, raw=False, using=using, update_fields=None)
     screened: list[Screened] = []
     if not _insert_unless_listed(email, plan, keys):
