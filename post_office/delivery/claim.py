@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from ..choices import CLAIMABLE, STATUS
 from ..conf import settings as po_settings
-from ..models import Attachment, Email, EmailTemplate, Log
+from ..models import Attachment, ClaimIndex, Email, EmailTemplate, Log
 
 logger = logging.getLogger("post_office")
 
@@ -97,7 +97,7 @@ def _claim_rows(
     elif db_connection.features.has_select_for_update_skip_locked:
         # A short transaction: rows locked by another worker's claim are skipped.
         with transaction.atomic(savepoint=False):
-            claimed = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+            claimed = _first_locked(candidates, limit)
             if claimed:
                 Email.objects.filter(id__in=claimed).update(**claim_values)
         emails = _load_claimed(token)
@@ -108,6 +108,29 @@ def _claim_rows(
         Email.objects.filter(id__in=subquery, status__in=CLAIMABLE).update(**claim_values)
         emails = _load_claimed(token)
     return emails
+
+
+def _first_locked(candidates: QuerySet[Email], limit: int) -> list[int]:
+    """Lock and return the ids of the first ``limit`` candidates in sending order, skipping locked rows.
+
+    One read per claimable status, merged here: without partial indexes
+    (MariaDB, MySQL) the claim index leads with the status, so each read
+    takes its first rows from the index instead of sorting the whole queue.
+    The few rows read beyond ``limit`` stay locked until the claim commits.
+    """
+    order = [*po_settings.SENDING_ORDER, "id"]
+    names = [spec.lstrip("-") for spec in order]
+    rows: list[tuple[Any, ...]] = []
+    for status in CLAIMABLE:
+        locked = candidates.filter(status=status).select_for_update(skip_locked=True)
+        rows += locked.values_list(*names)[:limit]
+    # The database's own order: NULL before any value ascending, after every value descending.
+    for index in reversed(range(len(order))):
+        rows.sort(
+            key=lambda row: (row[index] is not None, 0 if row[index] is None else row[index]),
+            reverse=order[index].startswith("-"),
+        )
+    return [row[-1] for row in rows[:limit]]
 
 
 def _load_claimed(token: str) -> list[Email]:
@@ -323,6 +346,8 @@ class _ClaimStatement:
             sub_sql, sub_params = subquery.query.sql_with_params()
         quote = db_connection.ops.quote_name
         table, pk = quote(Email._meta.db_table), column(Email, "id")
+        if marker is not None:
+            sub_sql = _indexed(sub_sql, table)
         link = Attachment.emails.through
         assignments = ", ".join(f"{column(Email, name)} = %s" for name in _ClaimStatement.ASSIGNED)
         returning = _RowLoader.get().returning(quote)
@@ -331,8 +356,11 @@ class _ClaimStatement:
         has_attachments = (
             f"EXISTS (SELECT 1 FROM {quote(link._meta.db_table)} WHERE {column(link, 'email')} = {table}.{pk})"  # noqa: S608
         )
+        # SQLite would read the status index for the outer status check (the whole queue) rather than
+        # look up the batch's ids: NOT INDEXED leaves it the rowid lookups.
+        target = f"{table} NOT INDEXED" if db_connection.vendor == "sqlite" else table
         sql = (
-            f"UPDATE {table} SET {assignments} WHERE {pk} IN ({sub_sql}) AND {column(Email, 'status')} IN ({claimable}) "  # noqa: S608
+            f"UPDATE {target} SET {assignments} WHERE {pk} IN ({sub_sql}) AND {column(Email, 'status')} IN ({claimable}) "  # noqa: S608
             f"RETURNING {returning}, {has_attachments} AS has_attachments"
         )
         positions = []
@@ -343,6 +371,55 @@ class _ClaimStatement:
 
     #: The columns the claim sets, in the order of its parameters.
     ASSIGNED = ("status", "claimed_by", "lease_expires_at", "last_updated")
+
+
+def explain(limit: int) -> str:
+    """The database's plan for the statements a claim of ``limit`` due emails runs (nothing is claimed).
+
+    PostgreSQL's is measured (EXPLAIN ANALYZE, rolled back); the others are the planner's choice only.
+    """
+    now = timezone.now()
+    if update_returns_rows():
+        statement = _ClaimStatement.get(None, limit, now)
+        values = {"status": STATUS.sending, "claimed_by": "explain", "lease_expires_at": now, "last_updated": now}
+        params = [
+            Email._meta.get_field(name).get_db_prep_save(values[name], db_connection)  # type: ignore[union-attr]
+            for name in _ClaimStatement.ASSIGNED
+        ]
+        prefix = "EXPLAIN (ANALYZE, COSTS OFF)" if db_connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN"
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            cursor.execute(f"{prefix} {statement.sql}", [*params, *statement.params(now)])
+            lines = [" ".join(str(value) for value in row) for row in cursor.fetchall()]
+            transaction.set_rollback(True)
+        return "\n".join(lines)
+    # One locking read per claimable status (_first_locked).
+    candidates = Email.objects.due(now).in_sending_order()
+    with transaction.atomic():
+        return "\n".join(
+            candidates.filter(status=status).select_for_update(skip_locked=True).values_list("id")[:limit].explain()
+            for status in CLAIMABLE
+        )
+
+
+def claim_index() -> ClaimIndex:
+    """The claim's index (models.ClaimIndex)."""
+    return next(index for index in Email._meta.indexes if isinstance(index, ClaimIndex))
+
+
+def _indexed(sql: str, table: str) -> str:
+    """On SQLite, the claim of the due emails read through the claim index when it serves the sending order.
+
+    Without ANALYZE's statistics SQLite's planner prefers an index on the status
+    and sorts the whole queue; INDEXED BY names the partial index, whose
+    condition the statement repeats (EmailQuerySet.queued).
+    """
+    index = claim_index()
+    if db_connection.vendor != "sqlite" or [*po_settings.SENDING_ORDER, "id"] != list(index.fields):
+        return sql
+    source = f"FROM {table} "
+    if sql.count(source) != 1:
+        raise RuntimeError(f"The claim statement has no single FROM {table}: {sql}")
+    return sql.replace(source, f"FROM {table} INDEXED BY {db_connection.ops.quote_name(index.name)} ")
 
 
 def adapt_datetime(value: datetime) -> Any:
