@@ -66,7 +66,8 @@ class CeleryWorkersMixin(ProcessTestCase):
         super().setUp()
         self.app.set_current()
         tag = uuid.uuid4().hex[:10]
-        self.bulk, self.urgent = f"po_celery_{tag}_bulk", f"po_celery_{tag}_urgent"
+        self.tag = f"po_celery_{tag}"
+        self.bulk, self.urgent = f"{self.tag}_bulk", f"{self.tag}_urgent"
         self.addCleanup(self.delete_queues)
         queues = {"CELERY_QUEUE": self.bulk, "CELERY_PRIORITY_QUEUE": self.urgent}
         enabled = override_settings(POST_OFFICE={**po_settings.raw, "CELERY_ENABLED": True, **queues})
@@ -85,12 +86,20 @@ class CeleryWorkersMixin(ProcessTestCase):
                 return 0
 
     def delete_queues(self) -> None:
+        """Leave nothing of this test in the broker: its queues, exchanges and (Redis) binding keys."""
         with self.app.connection_for_write() as conn:
+            channel = conn.default_channel
             for name in (self.bulk, self.urgent):
-                try:
-                    conn.default_channel.queue_delete(name)
-                except Exception:  # noqa: BLE001, S110 - never declared
-                    pass
+                for delete in (channel.queue_delete, channel.exchange_delete):
+                    try:
+                        delete(name)
+                    except Exception:  # noqa: BLE001, S110 - never declared
+                        pass
+            if self.broker == "redis":
+                client = channel.client
+                keys = list(client.scan_iter(match=f"*{self.tag}*"))
+                if keys:
+                    client.delete(*keys)
 
     # -- worker processes ---------------------------------------------------------------------------
 
