@@ -29,6 +29,12 @@ PG = {
     "port": os.environ.get("PGPORT", "5432"),
     "user": os.environ.get("PGUSER", "postgres"),
 }
+MYSQL = {
+    "host": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("MYSQL_PORT", "3306")),
+    "user": os.environ.get("MYSQL_USER", "root"),
+    "password": os.environ.get("MYSQL_PASSWORD", ""),
+}
 
 SENDER = "Benchmarks <bench@example.com>"
 TEXT_BODY = ("Hello {name},\n\nThis is benchmark email number {seq}. " + "Lorem ipsum dolor sit amet. " * 12) + "\n"
@@ -198,9 +204,29 @@ def pg_exists(name: str) -> bool:
         return connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
 
 
+def mysql_admin(sql: str) -> list[tuple[object, ...]]:
+    import pymysql
+
+    connection = pymysql.connect(autocommit=True, **MYSQL)  # type: ignore[arg-type]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def mysql_command(tool: str) -> list[str]:
+    """A MariaDB client tool's command line for the benchmark server."""
+    command = [tool, f"--host={MYSQL['host']}", f"--port={MYSQL['port']}", f"--user={MYSQL['user']}"]
+    return command + ([f"--password={MYSQL['password']}"] if MYSQL["password"] else [])
+
+
 def drop_database(db: str, name: str) -> None:
     if db == "postgres":
         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    elif db == "mysql":
+        mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
     else:
         for suffix in ("", "-journal", "-wal", "-shm"):
             path = SQLITE_DIR / f"{name}.sqlite3{suffix}"
@@ -213,6 +239,13 @@ def clone_database(db: str, template: str, name: str) -> None:
     drop_database(db, name)
     if db == "postgres":
         pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    elif db == "mysql":
+        # MariaDB has no template databases: a dump of the template, loaded into the new one.
+        mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        dump = subprocess.run(
+            [*mysql_command("mysqldump"), "--single-transaction", template], capture_output=True, check=True
+        )
+        subprocess.run([*mysql_command("mysql"), name], input=dump.stdout, capture_output=True, check=True)
     else:
         shutil.copyfile(SQLITE_DIR / f"{template}.sqlite3", SQLITE_DIR / f"{name}.sqlite3")
 
@@ -220,6 +253,8 @@ def clone_database(db: str, template: str, name: str) -> None:
 def database_exists(db: str, name: str) -> bool:
     if db == "postgres":
         return pg_exists(name)
+    if db == "mysql":
+        return bool(mysql_admin(f"SHOW DATABASES LIKE '{name}'"))
     return (SQLITE_DIR / f"{name}.sqlite3").exists()
 
 
@@ -227,6 +262,8 @@ def create_empty_database(db: str, name: str) -> None:
     drop_database(db, name)
     if db == "postgres":
         pg_admin(f'CREATE DATABASE "{name}"')
+    elif db == "mysql":
+        mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     else:
         SQLITE_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -245,6 +282,24 @@ def database_settings(
                 "PORT": PG["port"],
             }
         }
+    if db == "mysql":
+        try:
+            import MySQLdb  # noqa: F401  (mysqlclient, when it is installed)
+        except ImportError:
+            import pymysql
+
+            pymysql.install_as_MySQLdb()
+        return {
+            "default": {
+                "ENGINE": "django.db.backends.mysql",
+                "NAME": name,
+                "USER": MYSQL["user"],
+                "PASSWORD": MYSQL["password"],
+                "HOST": MYSQL["host"],
+                "PORT": str(MYSQL["port"]),
+                "OPTIONS": {"charset": "utf8mb4"},
+            }
+        }
     if db == "sqlite":
         SQLITE_DIR.mkdir(parents=True, exist_ok=True)
         return {
@@ -254,7 +309,7 @@ def database_settings(
                 "OPTIONS": sqlite_options or {},
             }
         }
-    raise RuntimeError(f"BENCH_DB must be sqlite or postgres, not {db!r}")
+    raise RuntimeError(f"BENCH_DB must be sqlite, postgres or mysql, not {db!r}")
 
 
 # -- the SMTP sink ---------------------------------------------------------------

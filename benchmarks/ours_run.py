@@ -25,8 +25,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from django.db.models import Count  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.db.models import Count, Max, Min  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
     TEMPLATE,
@@ -41,9 +40,9 @@ from benchmarks.harness import (  # noqa: E402
 from benchmarks.latency import send_latencies  # noqa: E402
 from post_office import mail  # noqa: E402
 from post_office.conf import settings as po_settings  # noqa: E402
-from post_office.delivery import RunStats, Worker  # noqa: E402
+from post_office.delivery import RunStats, Worker, claim  # noqa: E402
 from post_office.delivery.processes import run_processes  # noqa: E402
-from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate  # noqa: E402
+from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate, Log  # noqa: E402
 
 queries = QueryCounter().install()
 
@@ -119,8 +118,63 @@ def scenario_enqueue_send_many(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def scenario_enqueue_index(args: argparse.Namespace) -> dict[str, object]:
+    """What the claim index costs enqueue: send() and send_many() with and without it, alternated in this process.
+
+    Each round times ``--n`` emails queued by send() (one by one) and by send_many()
+    (from a template) in one transaction, rolled back so every round starts from
+    the same table, once with the index and once without (dropped and made again
+    between the timings; the order alternates). Load on the box moves both alike.
+    """
+    index = claim.claim_index()
+    singles = [email_kwargs(seq) for seq in range(args.n)]
+    many = [template_kwargs(seq) for seq in range(args.n)]
+    paths = {
+        "send": lambda: [mail.send(**kwargs) for kwargs in singles],
+        "send_many": lambda: mail.send_many(many),
+    }
+    timings: dict[str, dict[str, list[float]]] = {label: {name: [] for name in paths} for label in ("with", "without")}
+    present = True
+
+    def use_index(wanted: bool) -> None:
+        nonlocal present
+        if wanted != present:
+            with connection.schema_editor() as editor:
+                (editor.add_index if wanted else editor.remove_index)(Email, index)
+            present = wanted
+
+    for round_ in range(args.reps):
+        for label in ("with", "without") if round_ % 2 == 0 else ("without", "with"):
+            use_index(label == "with")
+            for name, run in paths.items():
+                with transaction.atomic():
+                    started = time.perf_counter()
+                    run()
+                    timings[label][name].append(time.perf_counter() - started)
+                    transaction.set_rollback(True)
+    use_index(True)
+    result: dict[str, object] = {"n": args.n, "rounds": args.reps}
+    for name in paths:
+        with_index, without = timings["with"][name], timings["without"][name]
+        result[name] = {
+            "with_median": statistics.median(with_index),
+            "without_median": statistics.median(without),
+            # Rate with the index / rate without, per round (the two timings next to each other).
+            "ratio_median": statistics.median(b / a for a, b in zip(with_index, without, strict=True)),
+            "rate_with": args.n / statistics.median(with_index),
+            "rate_without": args.n / statistics.median(without),
+        }
+    return result
+
+
 def scenario_deliver(args: argparse.Namespace) -> dict[str, object]:
-    """Deliver the whole queue: Worker().run() in this process, or run_processes (send_queued_mail -p N)."""
+    """Deliver the whole queue: Worker().run() in this process, or run_processes (send_queued_mail -p N).
+
+    ``--logs N``: N Log rows (of 1,000 finished emails) in the table first, as LOG_LEVEL 2 leaves them.
+    """
+    if args.logs:
+        insert_rows(1000)
+        insert_logs(args.logs)
     expected = Email.objects.filter(status=STATUS.queued).count()
     threads = args.threads or po_settings.THREADS_PER_PROCESS
     peak_sampled = 0
@@ -147,7 +201,9 @@ def scenario_deliver(args: argparse.Namespace) -> dict[str, object]:
     cpu = cpu_seconds() - cpu
     count = queries.stop()
     after = rss_kib()
-    by_status = dict(Email.objects.values_list("status").annotate(n=Count("id")).order_by())
+    # The queue's emails only (--logs adds finished "Old email" rows).
+    delivered = Email.objects.exclude(subject__startswith="Old email ")
+    by_status = dict(delivered.values_list("status").annotate(n=Count("id")).order_by())
     batches = -(-expected // po_settings.BATCH_SIZE)
     return {
         "n": expected,
@@ -170,28 +226,32 @@ def scenario_deliver(args: argparse.Namespace) -> dict[str, object]:
         "rss_peak_kib": after["VmHWM"],
         "rss_peak_sampled_kib": peak_sampled,
         "rss_growth_kib": after["VmHWM"] - baseline["VmRSS"],
+        "log_rows_before": args.logs,
     }
 
 
 def insert_rows(count: int, queued: bool = False) -> None:
     """Insert ``count`` finished emails (90% sent, 10% failed), or queued ones, in one SQL statement.
 
-    PostgreSQL generates them with generate_series, SQLite with a recursive CTE;
-    columns not named here get their model default.
+    PostgreSQL generates them with generate_series, MariaDB from its sequence
+    engine, SQLite with a recursive CTE; columns not named here get their model default.
     """
-    postgres = connection.vendor == "postgresql"
+    vendor = connection.vendor
+    postgres, mysql = vendor == "postgresql", vendor == "mysql"
     quote = connection.ops.quote_name
     # '%%' because the statement has parameters.
-    created = (
-        "now() - interval '120 days' + x * interval '1 second'"
-        if postgres
-        else "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-120 days', '+' || x || ' seconds')"
-    )
+    if postgres:
+        created = "now() - interval '120 days' + x * interval '1 second'"
+        to, subject = "jsonb_build_array('old' || x || '@example.com')", "'Old email ' || x"
+    elif mysql:
+        created = "UTC_TIMESTAMP(6) - INTERVAL 120 DAY + INTERVAL x SECOND"
+        to, subject = "JSON_ARRAY(CONCAT('old', x, '@example.com'))", "CONCAT('Old email ', x)"
+    else:
+        created = "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-120 days', '+' || x || ' seconds')"
+        to, subject = "json_array('old' || x || '@example.com')", "'Old email ' || x"
     expressions = {
-        "to": "jsonb_build_array('old' || x || '@example.com')"
-        if postgres
-        else "json_array('old' || x || '@example.com')",
-        "subject": "'Old email ' || x",
+        "to": to,
+        "subject": subject,
         "status": f"{STATUS.queued:d}" if queued else "CASE WHEN x %% 10 = 0 THEN 1 ELSE 0 END",
         "created": created,
         "last_updated": created,
@@ -220,11 +280,51 @@ def insert_rows(count: int, queued: bool = False) -> None:
     with connection.cursor() as cursor:
         if postgres:
             cursor.execute(f"{insert} FROM generate_series(1, %s) AS s(x)", [*params, count])
+        elif mysql:
+            # seq_1_to_<n> is a table of the sequence engine (MariaDB 10.0+); the count is part of its name.
+            cursor.execute(f"{insert} FROM (SELECT seq AS x FROM seq_1_to_{int(count)}) AS s", params)
         else:
             cursor.execute(
                 f"WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < %s) {insert} FROM seq",
                 [count, *params],
             )
+
+
+def insert_logs(count: int) -> None:
+    """Insert ``count`` Log rows of the finished emails in the table (sent attempts, up to a year old), in one statement."""
+    vendor = connection.vendor
+    quote = connection.ops.quote_name
+    first, last = Email.objects.filter(status__in=(STATUS.sent, STATUS.failed)).aggregate(Min("id"), Max("id")).values()
+    span = last - first + 1
+    if vendor == "postgresql":
+        date, series = "now() - (x %% 525600) * interval '1 minute'", "generate_series(1, %s) AS s(x)"
+    elif vendor == "mysql":
+        date, series = (
+            "UTC_TIMESTAMP(6) - INTERVAL (x %% 525600) MINUTE",
+            f"(SELECT seq AS x FROM seq_1_to_{int(count)}) AS s",
+        )
+    else:
+        date = "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-' || (x %% 525600) || ' minutes')"
+        series = "seq"
+    table = quote(Log._meta.db_table)
+    columns = ", ".join(
+        quote(Log._meta.get_field(name).column)
+        for name in ("email", "date", "status", "exception_type", "message", "worker")
+    )
+    insert = (
+        f"INSERT INTO {table} ({columns}) SELECT {int(first)} + (x %% {int(span)}), {date}, {STATUS.sent:d}, '', '', "
+        f"'bench:0123456789abcdef' FROM {series}"
+    )
+    with connection.cursor() as cursor:
+        if vendor == "sqlite":
+            cursor.execute(
+                f"WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < %s) {insert}", [count]
+            )
+        elif vendor == "postgresql":
+            cursor.execute(insert, [count])
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        else:
+            cursor.execute(insert, [])
 
 
 def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
@@ -239,6 +339,11 @@ def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
         with connection.cursor() as cursor:
             # What autovacuum would have done by the time a table holds this many old rows.
             cursor.execute("VACUUM ANALYZE post_office_email")
+    elif connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            # InnoDB's statistics, as its automatic recalculation would have left them.
+            cursor.execute("ANALYZE TABLE post_office_email")
+            cursor.fetchall()
     setup = time.perf_counter() - started
 
     worker = Worker()
@@ -260,13 +365,6 @@ def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
         worker.fail_expired()
         DeliverySwitch.is_paused()
         pass_starts.append(time.perf_counter() - t0)
-    now = timezone.now()
-    candidates = Email.objects.due(now).in_sending_order().values_list("id", flat=True)[:batch]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            plan = candidates.select_for_update(skip_locked=True).explain(analyze=True)
-        else:
-            plan = candidates.explain()
     return {
         "old_rows": args.old,
         "backlog": args.backlog,
@@ -278,7 +376,7 @@ def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
         "claim_min": min(claims),
         "claim_queries": counts[-1],
         "pass_start_median": statistics.median(pass_starts),
-        "plan": plan,
+        "plan": claim.explain(batch),
         "total_rows": Email.objects.count(),
     }
 
@@ -288,6 +386,7 @@ SCENARIOS = {
     "queue": scenario_queue,
     "enqueue_send": scenario_enqueue_send,
     "enqueue_send_many": scenario_enqueue_send_many,
+    "enqueue_index": scenario_enqueue_index,
     "enqueue_latency": scenario_enqueue_latency,
     "deliver": scenario_deliver,
     "claim": scenario_claim,
@@ -305,7 +404,8 @@ def main() -> None:
     parser.add_argument("--old", type=int, default=1000, help="claim: finished emails in the table")
     parser.add_argument("--queued", type=int, default=2000, help="claim: queued emails")
     parser.add_argument("--backlog", type=int, default=0, help="claim: more queued emails, inserted in bulk")
-    parser.add_argument("--reps", type=int, default=30, help="claim: repetitions")
+    parser.add_argument("--reps", type=int, default=30, help="claim, enqueue_index: repetitions")
+    parser.add_argument("--logs", type=int, default=0, help="deliver: Log rows in the table first")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     result = SCENARIOS[args.scenario](args)
