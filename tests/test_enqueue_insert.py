@@ -51,7 +51,7 @@ def varied(**overrides: Any) -> dict[str, Any]:
 
 def stored(email: Email) -> dict[str, Any]:
     """The row as read back, without what differs between two inserts (id, times, Message-ID)."""
-    row = Email.objects.filter(pk=email.pk).values().get()
+    row: dict[str, Any] = dict(Email.objects.filter(pk=email.pk).values().get())
     for name in ("id", "created", "last_updated", "message_id"):
         row.pop(name)
     return row
@@ -105,7 +105,7 @@ class OneStatementTest(TestCase):
         self.assertEqual([str(value) for value in ours], [str(value) for value in django])
 
     def test_signals_as_save_sends_them(self):
-        seen: list[tuple[str, Any]] = []
+        seen: list[tuple[Any, ...]] = []
 
         def before(sender: Any, instance: Email, **kwargs: Any) -> None:
             seen.append(("pre", instance.pk))
