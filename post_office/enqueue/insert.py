@@ -139,7 +139,8 @@ class Plan:
                     value = column.field.get_db_prep_save(value, connection)  # e.g. a lazy translation: its text
                 row[column.field.column] = value
             rows.append(row)
-        return json.dumps(rows)
+        # Characters as they are (no escapes): the server converts them like any text it receives.
+        return json.dumps(rows, ensure_ascii=False)
 
     def single_sql(self, keys: int, notify: bool) -> str:
         """INSERT one row unless one of ``keys`` addresses is listed; return its id (and send the NOTIFY)."""
