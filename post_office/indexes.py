@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-from django.db.models import BooleanField, F, Func
+from django.db.models import F, Lookup
 
 from .choices import CLAIMABLE
 
@@ -18,13 +18,26 @@ __all__ = ["ClaimIndex", "claimable"]
 CLAIMABLE_SQL = ", ".join(str(int(value)) for value in CLAIMABLE)
 
 
-def claimable() -> Func:
+class _Claimable(Lookup):
+    """``status IN (2, 3)`` with the values in the text (a Lookup, so that filter() uses it as it is)."""
+
+    lookup_name = "claimable"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} IN ({CLAIMABLE_SQL})", list(params)
+
+
+def claimable() -> Lookup:
     """A filter: the status is claimable (``CLAIMABLE``), with the values written into the statement.
 
     As in ClaimIndex's condition: SQLite uses a partial index only for a WHERE
     term with the same text as the index's, and a parameter is not the same text.
+    A lookup, not a boolean expression: Django 6.1 compares an expression to
+    True (``... IN (2, 3) = 1``), which no partial index matches.
     """
-    return Func(F("status"), template=f"%(expressions)s IN ({CLAIMABLE_SQL})", output_field=BooleanField())
+    return _Claimable(F("status"), True)
 
 
 class ClaimIndex(models.Index):
