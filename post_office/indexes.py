@@ -24,9 +24,9 @@ class _Claimable(Lookup):
     lookup_name = "claimable"
     prepare_rhs = False
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} IN ({CLAIMABLE_SQL})", list(params)
+        return f"{lhs} IN ({CLAIMABLE_SQL})", tuple(params)
 
 
 def claimable() -> Lookup:
