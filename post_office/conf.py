@@ -69,6 +69,7 @@ KNOWN_KEYS = frozenset(
         "HEARTBEAT_INTERVAL",
         "HEALTH_MAX_AGE",
         "HEALTH_MAX_SILENCE",
+        "DO_NOT_SEND_EMPTY_CACHE",
         # django-post_office's other ways to name the default delivery backend (see BACKENDS).
         "DEFAULT_MAILER",
         "EMAIL_BACKEND",
@@ -257,6 +258,11 @@ class PostOfficeSettings(TasksSettings):
         django-mailer's MAILER_EMPTY_QUEUE_SLEEP.
         """
         return float(self._get("EMPTY_QUEUE_SLEEP", getattr(django_settings, "MAILER_EMPTY_QUEUE_SLEEP", 30)))
+
+    @property
+    def DO_NOT_SEND_EMPTY_CACHE(self) -> float:
+        """Seconds a process inserts without the do-not-send check after finding the list empty: 5 (0: never)."""
+        return max(0.0, float(self._get("DO_NOT_SEND_EMPTY_CACHE", 5) or 0))
 
     @property
     def PAUSED(self) -> bool:

@@ -12,17 +12,83 @@ never delivered. Delivery checks the list again, with the same rules
 For one email without attachments (``mail.send``'s case) the check is first
 made inside the INSERT (:mod:`post_office.enqueue.insert`): only when that
 statement finds a listed recipient does :func:`screen` run for it.
+
+While the list is empty (most sites, most of the time) that check finds
+nothing at some cost to the database, so a process remembers for
+``DO_NOT_SEND_EMPTY_CACHE`` seconds that it found the list empty (the checking
+INSERT reports it, :func:`found_empty`) and inserts without the check
+meanwhile (:func:`known_empty`). An entry saved in this process forgets it at
+once (and again when its transaction commits); one added by another process is
+seen here within those seconds, and until then delivery, which always reads
+the list, skips the address (:mod:`post_office.delivery.do_not_send`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import time
 from collections.abc import Sequence
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models.signals import post_save
 
 from ..choices import STATUS
 from ..delivery.do_not_send import Screened, listed_among, log_rows, narrow
-from ..models import Email, Log
+from ..models import DoNotSendEntry, Email, Log
 
-__all__ = ["Screened", "screen", "screened_logs"]
+__all__ = ["Screened", "forget_empty", "found_empty", "known_empty", "list_generation", "screen", "screened_logs"]
+
+#: Per database alias: until when (``time.monotonic()``) this process takes the list as empty.
+_empty_until: dict[str, float] = {}
+#: Counts the entries saved in this process: a reading taken before one is not remembered.
+_generation = itertools.count()
+_current = [next(_generation)]
+
+
+def known_empty(using: str) -> bool:
+    """Whether this process found the list empty on ``using`` less than ``DO_NOT_SEND_EMPTY_CACHE`` seconds ago."""
+    until = _empty_until.get(using)
+    return until is not None and time.monotonic() < until
+
+
+def list_generation() -> int:
+    """Taken before a statement reads the list; :func:`found_empty` is given it back."""
+    return _current[0]
+
+
+def found_empty(using: str, seconds: float, generation: int) -> None:
+    """A statement that started at ``generation`` found the list empty: remember it for ``seconds``.
+
+    Inside a transaction only once it commits (a rolled back removal must not
+    leave the list taken as empty); never if an entry was saved since.
+    """
+    until = time.monotonic() + seconds
+    if connections[using].in_atomic_block:
+        transaction.on_commit(functools.partial(_remember, using, until, generation), using=using)
+    else:
+        _remember(using, until, generation)
+
+
+def _remember(using: str, until: float, generation: int) -> None:
+    if generation == _current[0]:
+        _empty_until[using] = until
+
+
+def forget_empty() -> None:
+    """Take the list as possibly not empty again, on every database (checked by the next INSERT)."""
+    _current[0] = next(_generation)
+    _empty_until.clear()
+
+
+def _entry_saved(sender: Any, instance: DoNotSendEntry, using: str, **kwargs: Any) -> None:
+    forget_empty()
+    # A statement of another connection may read the list before this entry commits: forget once more then.
+    transaction.on_commit(forget_empty, using=using)
+
+
+post_save.connect(_entry_saved, sender=DoNotSendEntry, dispatch_uid="post_office.enqueue.do_not_send")
 
 
 def screen(emails: Sequence[Email]) -> list[Screened]:
