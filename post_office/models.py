@@ -19,7 +19,7 @@ from .choices import CLAIMABLE, PRIORITY, STATUS, RecipientDeliveryStatus
 from .conf import settings as po_settings
 from .conf import template_cache
 from .fields import AddressListField
-from .indexes import ClaimIndex, claimable
+from .indexes import ClaimIndex, ExpiryIndex, claimable
 from .languages import normalize_language, supported_language
 from .model_compat import AttachmentApi, EmailApi, EmailTemplateApi, TemplateNaturalKeys, get_upload_path
 from .records import DoNotSendEntry, DoNotSendQuerySet, ImportedRow, do_not_send_key
@@ -171,8 +171,8 @@ class Email(EmailApi, models.Model):
         indexes = [
             models.Index(fields=["status", "priority", "scheduled_time"], name="post_office_email_queue"),
             models.Index(fields=["status", "lease_expires_at"], name="post_office_email_lease"),
-            # A claim reads the first due rows of this index (benchmarks/RESULTS.md, "Claim cost").
             ClaimIndex(fields=["-priority", "id"], name="post_office_email_claim"),
+            ExpiryIndex(fields=["expires_at"], name="post_office_email_expiry"),
             # The admin's list filters, each with the list's order (newest id first) after it, so a
             # filtered page and its capped count read only the rows they show (benchmarks/RESULTS.md).
             # created and template have their own indexes; status leads the two above.

@@ -22,9 +22,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from post_office import mail
-from post_office.delivery import Outcome, Worker
+from post_office.delivery import Outcome, Worker, expiry
 from post_office.delivery.threads import Pace, deal
-from post_office.models import STATUS, Email, EmailQuerySet, EmailTemplate, Log
+from post_office.models import STATUS, Email, EmailTemplate, Log
 from tests.backends import RecordingBackend, ScriptedBackend
 from tests.helpers import QueueTestMixin
 from tests.smtp_sink import SMTPSink
@@ -130,18 +130,18 @@ class OrderAndScheduleTest(DeliveryTestCase):
     def test_email_expired_by_another_worker_meanwhile_gets_one_log(self):
         email = self.queue("expired", expires_at=timezone.now() - datetime.timedelta(minutes=1))
         # This worker reads the expired ids; before it updates them, another worker expires them.
-        stale_reads = [Email.objects.filter(pk=email.pk)]
-        real_expired = EmailQuerySet.expired
+        stale_reads = [[email.pk]]
+        real_expired_ids = expiry.expired_ids
 
-        def expired(queryset, now=None):
+        def expired_ids(now, limit):
             if stale_reads:
                 stale = stale_reads.pop()
                 Worker().fail_expired()  # the other worker
                 return stale
-            return real_expired(queryset, now)
+            return real_expired_ids(now, limit)
 
         worker = Worker()
-        with mock.patch.object(EmailQuerySet, "expired", expired):
+        with mock.patch.object(expiry, "expired_ids", expired_ids):
             worker.fail_expired()
         self.assertEqual(worker.stats.expired, 0)
         self.assertEqual(Log.objects.filter(email=email).count(), 1)

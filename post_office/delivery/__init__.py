@@ -3,8 +3,9 @@
 The wing's rooms, from the top: ``runner`` (the long-running ``runmailer``
 loop, with ``heartbeat``, ``shutdown`` and ``listener``), ``processes`` (N
 forked worker processes), ``worker`` (one worker: a pass), ``pipeline`` (the
-steps of a pass), ``threads`` (jobs sent on pooled connections), ``claim`` and
-``record`` (the database side), ``retry`` (the retry policy) and ``stats``.
+steps of a pass), ``threads`` (jobs sent on pooled connections), ``claim``,
+``expiry`` and ``record`` (the database side), ``retry`` (the retry policy)
+and ``stats``.
 
 This package is also a public face (``post_office.delivery.Worker``). Its names
 load on first use, so importing one room (``post_office.retry`` imports

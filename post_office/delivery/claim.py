@@ -4,14 +4,14 @@ A claim marks emails ``sending`` with a lease (``claimed_by`` is a token unique
 to the claim, ``lease_expires_at`` its end). On PostgreSQL and SQLite 3.35+ one
 ``UPDATE ... RETURNING`` statement claims and fetches a batch; elsewhere a short
 ``SELECT ... FOR UPDATE SKIP LOCKED`` transaction, or one UPDATE under SQLite's
-single writer. Expired leases go back to the queue, expired emails fail.
+single writer. Expired leases go back to the queue (expired emails fail: ``expiry``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -200,14 +200,21 @@ def release(token: str, emails: Iterable[Email]) -> None:
         )
 
 
-def renew(tokens: Iterable[str], lease: timedelta) -> int:
-    """Extend the leases of a live worker's claims (the emails it still holds); return how many rows."""
-    tokens = list(tokens)
-    if not tokens:
-        return 0
-    return Email.objects.filter(claimed_by__in=tokens, status=STATUS.sending).update(
-        lease_expires_at=timezone.now() + lease
-    )
+def renew(held: Mapping[str, Iterable[int]], lease: timedelta) -> int:
+    """Extend the leases of the emails a live worker still holds (ids by claim token); return how many rows.
+
+    The rows are looked up by primary key, where the token is still theirs: reading the
+    ``sending`` rows through an index leading with the status locks, on MariaDB/MySQL, the
+    entries of other workers' rows while they record results, and the two deadlock.
+    """
+    until = timezone.now() + lease
+    renewed = 0
+    for token, ids in held.items():
+        ordered = sorted(set(ids))
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            renewed += Email.objects.filter(id__in=chunk, claimed_by=token).update(lease_expires_at=until)
+    return renewed
 
 
 def due_but_locked() -> bool:
@@ -228,40 +235,6 @@ def requeue_stale_leases() -> int:
     if count:
         logger.warning("Requeued %d emails whose lease expired", count, extra={"count": count})
     return count
-
-
-def fail_expired(worker: str, log: bool) -> int:
-    """Mark queued emails past their expiry as failed (they are never sent); return how many.
-
-    ``log``: write an "Expired" Log row for each.
-    """
-    expired = 0
-    while True:
-        now = timezone.now()
-        ids = list(Email.objects.expired(now).values_list("id", flat=True)[:1000])
-        if not ids:
-            return expired
-        # Two workers starting together select the same ids: tag the rows this
-        # worker's UPDATE really changed, so each expired email gets one Log.
-        token = f"{worker}:expired:{uuid.uuid4().hex[:16]}"
-        updated = Email.objects.filter(id__in=ids, status__in=CLAIMABLE).update(
-            status=STATUS.failed, claimed_by=token, last_updated=now
-        )
-        if updated:
-            mine = Email.objects.filter(id__in=ids, claimed_by=token)
-            if log:
-                Log.objects.bulk_create(
-                    Log(
-                        email_id=pk,
-                        status=STATUS.failed,
-                        exception_type="Expired",
-                        message="expires_at has passed",
-                        worker=worker,
-                    )
-                    for pk in mine.values_list("id", flat=True)
-                )
-            mine.update(claimed_by="")
-        expired += updated
 
 
 def update_returns_rows() -> bool:
@@ -417,9 +390,14 @@ def _indexed(sql: str, table: str) -> str:
     if db_connection.vendor != "sqlite" or [*po_settings.SENDING_ORDER, "id"] != list(index.fields):
         return sql
     source = f"FROM {table} "
+    return with_hint(sql, source, f"FROM {table} INDEXED BY {db_connection.ops.quote_name(index.name)} ")
+
+
+def with_hint(sql: str, source: str, replacement: str) -> str:
+    """``sql`` with its one ``source`` (e.g. ``FROM table``) replaced by ``replacement``, which adds an index hint."""
     if sql.count(source) != 1:
-        raise RuntimeError(f"The claim statement has no single FROM {table}: {sql}")
-    return sql.replace(source, f"FROM {table} INDEXED BY {db_connection.ops.quote_name(index.name)} ")
+        raise RuntimeError(f"The statement has no single {source.strip()}: {sql}")
+    return sql.replace(source, replacement)
 
 
 def adapt_datetime(value: datetime) -> Any:

@@ -28,7 +28,7 @@ from ..conf import settings as po_settings
 from ..models import DeliverySwitch, Email
 from ..transport.connections import ConnectionPool, GivenConnection
 from ..transport.failures import ConnectionFailed
-from . import claim
+from . import claim, expiry
 from .do_not_send import screen_claimed
 from .pipeline import Pipeline
 from .record import Recorder
@@ -218,7 +218,7 @@ class Worker:
 
     def fail_expired(self) -> None:
         """Mark queued emails past their expiry as failed (they are never sent)."""
-        self.stats.expired += claim.fail_expired(self.name, log=self.log_level >= 1)
+        self.stats.expired += expiry.fail_expired(self.name, log=self.log_level >= 1)
 
     def record(self, token: str | None, outcomes: list[Outcome]) -> None:
         """Write sent / requeued / failed statuses and Log rows for a chunk of attempts."""
