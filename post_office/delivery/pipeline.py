@@ -217,9 +217,13 @@ class Pipeline:
         if now < self.next_renewal:
             return
         self.next_renewal = now + self.renew_every
-        tokens = {job.token for job, _email in self.in_flight.values()}
-        tokens.update(outcome.token for outcome in self.buffer if outcome.token)
-        claim.renew(tokens, self.worker.lease)
+        held: dict[str, set[int]] = {}
+        for pk, (job, _email) in self.in_flight.items():
+            held.setdefault(job.token, set()).add(pk)
+        for outcome in self.buffer:
+            if outcome.token:
+                held.setdefault(outcome.token, set()).add(outcome.email.pk)
+        claim.renew(held, self.worker.lease)
 
     def give_back_overdue(self) -> None:
         """Give back the unstarted emails of batches past BATCH_DELIVERY_TIMEOUT."""
