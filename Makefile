@@ -78,14 +78,15 @@ test-switch-mailer: $(BIN)/.installed
 
 # Django Tasks with real workers (tests/tasks_workers/): django-tasks-db's db_worker processes deliver through the
 # claim engine to an SMTP sink process, on PostgreSQL and MariaDB (rollback, 5,000 emails through two workers, a
-# worker SIGKILLed mid-run). Settings tests.tasks_settings (the DatabaseBackend on a queue of its own).
-test-tasks: $(BIN)/.installed
+# worker SIGKILLed mid-run). Settings tests.tasks_settings (the DatabaseBackend on a queue of its own). Django 5.2
+# runs the django-tasks backport, Django 6.1 (its own virtualenv) the framework in core, django.tasks.
+test-tasks: $(BIN)/.installed $(BIN61)/.installed
 	./scripts/ensure-services postgres mysql
-	for db in postgres mysql; do \
-		echo "== Django Tasks workers on $$db"; \
-		POST_OFFICE_TASKS_WORKERS=1 POST_OFFICE_TEST_DB=$$db $(BIN)/python -m pytest -s -p no:cacheprovider \
+	for bin in $(BIN) $(BIN61); do for db in postgres mysql; do \
+		echo "== Django Tasks workers on $$db, $$($$bin/python -m django --version)"; \
+		POST_OFFICE_TASKS_WORKERS=1 POST_OFFICE_TEST_DB=$$db $$bin/python -m pytest -s -p no:cacheprovider \
 			--ds=tests.tasks_settings tests/tasks_workers $(PYTEST_ARGS) || exit 1; \
-	done
+	done; done
 
 # Celery with real brokers and real `celery worker` processes (tests/celery_workers/): Redis (database 8) and
 # RabbitMQ, on PostgreSQL and MariaDB: a rollback sends no task, 5,000 emails through two workers arrive once each,

@@ -214,11 +214,15 @@ class LaterMailTest(DbWorkerTestCase):
         retried = Email.objects.get(subject="retried")
         self.assertEqual((retried.status, retried.number_of_retries), (STATUS.sent, 1))
         self.assertEqual(Email.objects.get(subject="scheduled").status, STATUS.sent)
-        # One task for the commit; the rest were deferred runs, and those sent the mail.
-        self.assertEqual(len(self.commit_tasks()), 1)
+        # One task for the commit; the rest were deferred runs, and those sent the mail: the retried
+        # email always (its first attempt was the commit task's), the scheduled one whenever the commit
+        # task finished before it was due (a loaded machine can start that task late).
+        (commit_task,) = self.commit_tasks()
+        self.assertEqual(commit_task.status, "SUCCESSFUL")
         pickups = [t for t in DBTaskResult.objects.filter(status="SUCCESSFUL") if t.args_kwargs["kwargs"].get("pickup")]
-        self.assertEqual(sum(t.return_value["sent"] for t in pickups), 2)
+        picked_up = sum(t.return_value["sent"] for t in pickups)
+        self.assertEqual(commit_task.return_value["sent"] + picked_up, 2)
+        self.assertGreaterEqual(picked_up, 2 if commit_task.finished_at < due_at else 1)
         # Deferred: django-tasks-db stores "no run_after" as the largest date.
         self.assertTrue(pickups and all(t.run_after < arrived_at + datetime.timedelta(hours=1) for t in pickups))
-        (commit_task,) = self.commit_tasks()
         self.assertGreater(commit_task.run_after, arrived_at + datetime.timedelta(days=365))
