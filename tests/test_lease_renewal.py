@@ -36,7 +36,12 @@ class RenewalLocksTest(TransactionTestCase):
         # A queue of some size, so the database reads the few ``sending`` rows through an index.
         mail.send_many(
             [
-                {"recipients": [f"u{i}@example.com"], "sender": "from@example.com", "subject": f"mail {i}", "message": "b"}
+                {
+                    "recipients": [f"u{i}@example.com"],
+                    "sender": "from@example.com",
+                    "subject": f"mail {i}",
+                    "message": "b",
+                }
                 for i in range(2000)
             ]
         )
