@@ -209,6 +209,8 @@ def _plan(using: str, vendor: str, returning: bool) -> Plan | None:
         elif type(field) in _INTEGER:
             plain = (int,)
         overrides_pre_save = type(field).pre_save is not models.Field.pre_save
+        if type(field) is models.DateTimeField and not (field.auto_now or field.auto_now_add):
+            overrides_pre_save = False  # its pre_save reads the attribute unless it sets the time
         as_json = bool(plain) or type(field) is models.DateTimeField
         if isinstance(field, models.JSONField):
             as_json = field.encoder is None  # the text Django would store is json.dumps(value)

@@ -127,17 +127,32 @@ def _new_email(**values: Any) -> Email:
     in order, positionally): the same instance as ``Email(**values)``, for half
     its cost on the enqueue path.
     """
-    fields = _email_fields()
-    unknown = values.keys() - {attname for attname, _default in fields}
+    fields, attnames = _email_fields()
+    unknown = values.keys() - attnames
     if unknown:
         raise TypeError(f"Email has no columns {sorted(unknown)}")
-    row = [values[attname] if attname in values else default() for attname, default in fields]
+    row = [
+        values[attname] if attname in values else default() if call else default for attname, default, call in fields
+    ]
     return Email(*row)  # type: ignore[misc]  # the positional form: one value per concrete field
 
 
 @functools.cache
-def _email_fields() -> list[tuple[str, Any]]:
-    return [(field.attname, field.get_default) for field in Email._meta.concrete_fields]
+def _email_fields() -> tuple[list[tuple[str, Any, bool]], frozenset[str]]:
+    """Each concrete field's attname and default: a value where ``get_default()`` always gives the same immutable one.
+
+    Otherwise (a callable default, a mutable one) ``get_default`` itself, called per email.
+    """
+    fields: list[tuple[str, Any, bool]] = []
+    for column in Email._meta.concrete_fields:
+        constant = column.get_default()
+        if (column.has_default() and callable(column.default)) or not isinstance(
+            constant, (type(None), str, int, float, bool)
+        ):
+            fields.append((column.attname, column.get_default, True))
+        else:
+            fields.append((column.attname, constant, False))
+    return fields, frozenset(attname for attname, _default, _call in fields)
 
 
 def _column(model: type[Email] | type[Attachment] | type[EmailTemplate], name: str) -> int:

@@ -8,6 +8,7 @@ template or translation, single or bulk, invalidates its family
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -102,7 +103,11 @@ class TemplateLookup:
 
     def __init__(self, names: Iterable[str] = ()) -> None:
         self.families = get_families(names)
-        self.compiled = CompiledTemplates()
+
+    @functools.cached_property
+    def compiled(self) -> CompiledTemplates:
+        """The call's compiled sources: made when a part is first rendered (``mail.send`` often renders none)."""
+        return CompiledTemplates()
 
     def family(self, name: str) -> Family | None:
         if name not in self.families:
