@@ -44,6 +44,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,36 +125,48 @@ class Plan:
             self.json_sql = (
                 f"{self._head} SELECT {names} FROM json_populate_recordset(NULL::{table}, %s){self._returning}"  # noqa: S608
             )
+        self._fetch = operator.attrgetter(*(column.attname for column in columns))
+        self._fields = tuple(column.field for column in columns)
+        self._plains = tuple(column.plain for column in columns)
+        self._names = tuple(column.field.column for column in columns)
+        self._pre_saved = tuple((index, column.field) for index, column in enumerate(columns) if column.pre_save)
         self._single: dict[tuple[int, bool, bool], str] = {}
         self._many: dict[int, str] = {}
 
     def row(self, email: Email) -> list[Any]:
         """The email's column values as Django's INSERT would send them."""
         connection = connections[self.alias]
-        values = []
-        for column in self.columns:
-            value = column.field.pre_save(email, True) if column.pre_save else getattr(email, column.attname)
-            if value is not None and type(value) not in column.plain:
-                value = column.field.get_db_prep_save(value, connection)
-            values.append(value)
+        values = self._values(email)
+        fields, plains = self._fields, self._plains
+        for index, value in enumerate(values):
+            if value is not None and type(value) not in plains[index]:
+                values[index] = fields[index].get_db_prep_save(value, connection)
         return values
 
     def json_rows(self, emails: Sequence[Email]) -> str:
         """The emails' rows as one JSON document of objects keyed by column, for :attr:`json_sql`."""
         connection = connections[self.alias]
+        fields, plains, names = self._fields, self._plains, self._names
         rows = []
         for email in emails:
-            row = {}
-            for column in self.columns:
-                value = column.field.pre_save(email, True) if column.pre_save else getattr(email, column.attname)
+            values = self._values(email)
+            for index, value in enumerate(values):
+                if value is None or type(value) in plains[index]:
+                    continue
                 if isinstance(value, datetime.datetime):
-                    value = value.isoformat()
-                elif value is not None and column.plain and type(value) not in column.plain:
-                    value = column.field.get_db_prep_save(value, connection)  # e.g. a lazy translation: its text
-                row[column.field.column] = value
-            rows.append(row)
+                    values[index] = value.isoformat()
+                elif plains[index]:
+                    values[index] = fields[index].get_db_prep_save(value, connection)  # e.g. a lazy translation
+            rows.append(dict(zip(names, values, strict=True)))
         # Characters as they are (no escapes): the server converts them like any text it receives.
         return json.dumps(rows, ensure_ascii=False)
+
+    def _values(self, email: Email) -> list[Any]:
+        """The email's attribute per column, through ``pre_save`` where the field has its own (auto_now)."""
+        values = list(self._fetch(email))
+        for index, field in self._pre_saved:
+            values[index] = field.pre_save(email, True)
+        return values
 
     def single_sql(self, keys: int, notify: bool, report_empty: bool = False) -> str:
         """INSERT one row unless one of ``keys`` addresses is listed; return its id (and send the NOTIFY).
