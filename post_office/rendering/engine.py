@@ -237,8 +237,8 @@ def render_parts(
     else:
         shared = _RecordingContext(dict(context))
         shared._po_missing = missing
-    current = translation.get_language()
-    with translation.override(language) if language and language != current else contextlib.nullcontext():
+    switch = bool(language) and language != translation.get_language()
+    with translation.override(language) if switch else contextlib.nullcontext():
         rendered_subject = compiled.render_in(subject, shared, autoescape=False)
         rendered_message = compiled.render_in(message, shared, autoescape=False)
         with inline.collecting(compiled.images) as collector:
