@@ -294,9 +294,11 @@ class ManyHostsTest(HostsTestCase):
     def test_20000_emails_on_eight_hosts_four_kinds_of_worker_each_once(self):
         env = self.env(self.start_sink(), POST_OFFICE_CELERY_BROKER=BROKER)
         names = {f"{kind}-{n}": kind for n in range(1, self.PER_KIND + 1) for kind in self.KINDS}
+        cpu_before = os.times()
         hosts = [self.start_host(name, kind, env, self.options) for name, kind in names.items()]
         self.wait_ready(hosts)
         load_before = os.getloadavg()
+        ready = os.times()
 
         started = time.monotonic()
         commits = self.queue_commits()
@@ -311,6 +313,10 @@ class ManyHostsTest(HostsTestCase):
             lambda: not DBTaskResult.objects.filter(status="RUNNING").exists(), 60, "the task runs to end", step=0.2
         )
         self.stop_hosts(hosts)
+        # CPU seconds: the hosts' processes (children, counted once waited for; start-up included) and this one's.
+        cpu_after = os.times()
+        workers_cpu = sum(cpu_after[i] - cpu_before[i] for i in (2, 3))
+        queueing_cpu = sum(cpu_after[i] - ready[i] for i in (0, 1))
 
         # Each arrived exactly once; each row is sent, after one attempt.
         counts = arrived(self.record)
@@ -363,6 +369,8 @@ class ManyHostsTest(HostsTestCase):
             "by_kind": dict(by_kind),
             "by_host": dict(sorted(by_host.items())),
             "django_tasks_runs": tasks_run,
+            "workers_cpu_seconds": round(workers_cpu, 1),
+            "test_process_cpu_seconds": round(queueing_cpu, 1),
             "cpus": cpu_count(),
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in load_during],
@@ -372,6 +380,7 @@ class ManyHostsTest(HostsTestCase):
             f"\n[{connection.vendor}] {self.TOTAL} emails in {commits} commits through {len(hosts)} hosts: "
             f"{elapsed:.1f}s from the first commit to the last arrival (queueing {queued - started:.1f}s), "
             f"{self.TOTAL / elapsed:.0f} emails/s; by kind {dict(by_kind)}; by host {dict(sorted(by_host.items()))}; "
+            f"CPU: workers {workers_cpu:.0f}s, queueing process {queueing_cpu:.0f}s; "
             f"load {load_before[0]:.1f} -> {load_during[0]:.1f} ({path})"
         )
 
