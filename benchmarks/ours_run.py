@@ -9,6 +9,7 @@ Each scenario writes one JSON object to ``--out``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import statistics
 import sys
@@ -26,6 +27,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.db.models import Count, Max, Min  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
     TEMPLATE,
@@ -40,7 +42,7 @@ from benchmarks.harness import (  # noqa: E402
 from benchmarks.latency import send_latencies  # noqa: E402
 from post_office import mail  # noqa: E402
 from post_office.conf import settings as po_settings  # noqa: E402
-from post_office.delivery import RunStats, Worker, claim  # noqa: E402
+from post_office.delivery import RunStats, Worker, claim, expiry  # noqa: E402
 from post_office.delivery.processes import run_processes  # noqa: E402
 from post_office.models import STATUS, DeliverySwitch, Email, EmailTemplate, Log  # noqa: E402
 
@@ -119,50 +121,68 @@ def scenario_enqueue_send_many(args: argparse.Namespace) -> dict[str, object]:
 
 
 def scenario_enqueue_index(args: argparse.Namespace) -> dict[str, object]:
-    """What the claim index costs enqueue: send() and send_many() with and without it, alternated in this process.
+    """What the queue's indexes cost enqueue: with both (claim, expiry), with the claim index only, with neither.
 
-    Each round times ``--n`` emails queued by send() (one by one) and by send_many()
-    (from a template) in one transaction, rolled back so every round starts from
-    the same table, once with the index and once without (dropped and made again
-    between the timings; the order alternates). Load on the box moves both alike.
+    Each round times ``--n`` emails queued by send() (one by one), by send_many()
+    (from a template) and by send_many() with an expiry on every email (what the
+    partial expiry index holds an entry for), each in one transaction, rolled back
+    so every round starts from the same table, once for each set of indexes
+    (dropped and made again between the timings; the order rotates each round).
+    Load on the box moves them alike.
     """
-    index = claim.claim_index()
+    claim_index, expiry_index = claim.claim_index(), expiry.expiry_index()
     singles = [email_kwargs(seq) for seq in range(args.n)]
     many = [template_kwargs(seq) for seq in range(args.n)]
+    expires = timezone.now() + datetime.timedelta(days=30)
+    expiring = [{**kwargs, "expires_at": expires} for kwargs in many]
     paths = {
         "send": lambda: [mail.send(**kwargs) for kwargs in singles],
         "send_many": lambda: mail.send_many(many),
+        "send_many_expiring": lambda: mail.send_many(expiring),
     }
-    timings: dict[str, dict[str, list[float]]] = {label: {name: [] for name in paths} for label in ("with", "without")}
-    present = True
+    indexes = {index.name: index for index in (claim_index, expiry_index)}
+    variants = {"with": set(indexes), "claim_only": {claim_index.name}, "without": set()}
+    timings: dict[str, dict[str, list[float]]] = {label: {name: [] for name in paths} for label in variants}
+    present = set(indexes)
 
-    def use_index(wanted: bool) -> None:
-        nonlocal present
-        if wanted != present:
-            with connection.schema_editor() as editor:
-                (editor.add_index if wanted else editor.remove_index)(Email, index)
-            present = wanted
+    def use_indexes(wanted: set[str]) -> None:
+        with connection.schema_editor() as editor:
+            for name in present - wanted:
+                editor.remove_index(Email, indexes[name])
+            for name in wanted - present:
+                editor.add_index(Email, indexes[name])
+        present.clear()
+        present.update(wanted)
 
+    labels = list(variants)
     for round_ in range(args.reps):
-        for label in ("with", "without") if round_ % 2 == 0 else ("without", "with"):
-            use_index(label == "with")
+        for label in labels[round_ % 3 :] + labels[: round_ % 3]:
+            use_indexes(variants[label])
             for name, run in paths.items():
                 with transaction.atomic():
                     started = time.perf_counter()
                     run()
                     timings[label][name].append(time.perf_counter() - started)
                     transaction.set_rollback(True)
-    use_index(True)
+    use_indexes(variants["with"])
+
+    def ratio(faster: list[float], slower: list[float]) -> float:
+        # Rate with the index(es) / rate without, per round (timings of the same round).
+        return statistics.median(b / a for a, b in zip(faster, slower, strict=True))
+
     result: dict[str, object] = {"n": args.n, "rounds": args.reps}
     for name in paths:
-        with_index, without = timings["with"][name], timings["without"][name]
+        both, claim_only, none = (timings[label][name] for label in variants)
         result[name] = {
-            "with_median": statistics.median(with_index),
-            "without_median": statistics.median(without),
-            # Rate with the index / rate without, per round (the two timings next to each other).
-            "ratio_median": statistics.median(b / a for a, b in zip(with_index, without, strict=True)),
-            "rate_with": args.n / statistics.median(with_index),
-            "rate_without": args.n / statistics.median(without),
+            "with_median": statistics.median(both),
+            "claim_only_median": statistics.median(claim_only),
+            "without_median": statistics.median(none),
+            # Both indexes against none; the expiry index alone (both against the claim index only).
+            "ratio_median": ratio(both, none),
+            "expiry_ratio_median": ratio(both, claim_only),
+            "rate_with": args.n / statistics.median(both),
+            "rate_claim_only": args.n / statistics.median(claim_only),
+            "rate_without": args.n / statistics.median(none),
         }
     return result
 
@@ -230,11 +250,12 @@ def scenario_deliver(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def insert_rows(count: int, queued: bool = False) -> None:
+def insert_rows(count: int, queued: bool = False, expiring_every: int = 0) -> None:
     """Insert ``count`` finished emails (90% sent, 10% failed), or queued ones, in one SQL statement.
 
     PostgreSQL generates them with generate_series, MariaDB from its sequence
     engine, SQLite with a recursive CTE; columns not named here get their model default.
+    ``expiring_every`` N: every Nth row expires in 30 days (the others never).
     """
     vendor = connection.vendor
     postgres, mysql = vendor == "postgresql", vendor == "mysql"
@@ -242,12 +263,15 @@ def insert_rows(count: int, queued: bool = False) -> None:
     # '%%' because the statement has parameters.
     if postgres:
         created = "now() - interval '120 days' + x * interval '1 second'"
+        expires = "now() + interval '30 days'"
         to, subject = "jsonb_build_array('old' || x || '@example.com')", "'Old email ' || x"
     elif mysql:
         created = "UTC_TIMESTAMP(6) - INTERVAL 120 DAY + INTERVAL x SECOND"
+        expires = "UTC_TIMESTAMP(6) + INTERVAL 30 DAY"
         to, subject = "JSON_ARRAY(CONCAT('old', x, '@example.com'))", "CONCAT('Old email ', x)"
     else:
         created = "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-120 days', '+' || x || ' seconds')"
+        expires = "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '+30 days')"
         to, subject = "json_array('old' || x || '@example.com')", "'Old email ' || x"
     expressions = {
         "to": to,
@@ -256,6 +280,8 @@ def insert_rows(count: int, queued: bool = False) -> None:
         "created": created,
         "last_updated": created,
     }
+    if expiring_every:
+        expressions["expires_at"] = f"CASE WHEN x %% {int(expiring_every)} = 0 THEN {expires} END"
     constants = {
         "from_email": "Benchmarks <bench@example.com>",
         "message": "An email that was delivered long ago. " * 4,
@@ -381,6 +407,74 @@ def scenario_claim(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def scenario_pass_start(args: argparse.Namespace) -> dict[str, object]:
+    """Time what ``Worker.run_pass`` does before its first claim, with ``--backlog`` queued emails in the table.
+
+    Besides 1,000 finished emails: the backlog (every 10th expires in 30 days,
+    the rest never), a claimed batch in flight (lease not run out) and, before
+    each repetition (not timed), 10 queued emails that expired a minute ago, so
+    each pass start fails and logs a few, as a pass does when mail expires.
+    Each step is timed alone: requeue stale leases, fail expired mail, the pause switch.
+    """
+    started = time.perf_counter()
+    insert_rows(1000)
+    insert_rows(args.backlog, queued=True, expiring_every=10)
+    analyze_email_table()
+    # The setup wrote the whole table just now: let the disk take it before timing commits (SQLite's
+    # fsyncs otherwise wait for the operating system's writeback of those pages).
+    os.sync()
+    setup = time.perf_counter() - started
+
+    worker = Worker(lease_seconds=3600)
+    token, in_flight = worker.claim(po_settings.BATCH_SIZE)  # another worker's batch: its lease is live
+    steps = {
+        "requeue": worker.requeue_stale_leases,
+        "expire": worker.fail_expired,
+        "pause": DeliverySwitch.is_paused,
+    }
+    timings: dict[str, list[float]] = {name: [] for name in [*steps, "total"]}
+    expired = timezone.now() - datetime.timedelta(minutes=1)
+    for rep in range(args.reps + 1):
+        Email.objects.bulk_create(
+            Email(from_email="bench@example.com", to=["x@example.com"], subject="expired", expires_at=expired)
+            for _ in range(10)
+        )
+        total = 0.0
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            elapsed = time.perf_counter() - t0
+            total += elapsed
+            if rep:  # the first round warms the caches
+                timings[name].append(elapsed)
+        if rep:
+            timings["total"].append(total)
+    assert worker.stats.expired == 10 * (args.reps + 1), worker.stats.expired
+    assert Email.objects.filter(claimed_by=token).count() == len(in_flight)
+    result: dict[str, object] = {
+        "backlog": args.backlog,
+        "expiring": Email.objects.queued().filter(expires_at__isnull=False).count(),
+        "setup_seconds": setup,
+        "reps": args.reps,
+        "plans": expiry.explain(),
+        "total_rows": Email.objects.count(),
+    }
+    for name, values in timings.items():
+        result[f"{name}_median"] = statistics.median(values)
+        result[f"{name}_min"] = min(values)
+    return result
+
+
+def analyze_email_table() -> None:
+    """Planner statistics as the database's own upkeep would have left them (SQLite gets none)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("VACUUM ANALYZE post_office_email")
+        elif connection.vendor == "mysql":
+            cursor.execute("ANALYZE TABLE post_office_email")
+            cursor.fetchall()
+
+
 SCENARIOS = {
     "migrate": scenario_migrate,
     "queue": scenario_queue,
@@ -390,6 +484,7 @@ SCENARIOS = {
     "enqueue_latency": scenario_enqueue_latency,
     "deliver": scenario_deliver,
     "claim": scenario_claim,
+    "pass_start": scenario_pass_start,
 }
 
 
@@ -403,8 +498,8 @@ def main() -> None:
     parser.add_argument("--atomic", action="store_true", help="enqueue_send: the whole loop in one transaction")
     parser.add_argument("--old", type=int, default=1000, help="claim: finished emails in the table")
     parser.add_argument("--queued", type=int, default=2000, help="claim: queued emails")
-    parser.add_argument("--backlog", type=int, default=0, help="claim: more queued emails, inserted in bulk")
-    parser.add_argument("--reps", type=int, default=30, help="claim, enqueue_index: repetitions")
+    parser.add_argument("--backlog", type=int, default=0, help="claim, pass_start: queued emails, inserted in bulk")
+    parser.add_argument("--reps", type=int, default=30, help="claim, pass_start, enqueue_index: repetitions")
     parser.add_argument("--logs", type=int, default=0, help="deliver: Log rows in the table first")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
