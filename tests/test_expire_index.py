@@ -13,7 +13,7 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from post_office.delivery import Worker, expiry
+from post_office.delivery import Worker, claim, expiry
 from post_office.models import STATUS, Email, Log
 from tests.test_claim_index import analyze, make
 
@@ -86,8 +86,8 @@ class PassStartPlanTest(TestCase):
         with CaptureQueriesContext(connection) as queries:
             self.assertEqual(expiry.fail_expired("w", log=False), 5)
         updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
-        # The one that fails them (NOT INDEXED), the one that clears the tag.
-        self.assertEqual(len(updates), 2)
+        # The one that fails them (NOT INDEXED); before SQLite 3.35 (no RETURNING) the one that clears the tag.
+        self.assertEqual(len(updates), 1 if claim.update_returns_rows() else 2)
         self.assertIn("NOT INDEXED", updates[0])
         with connection.cursor() as cursor:
             # The captured text has its values written in (SQLite's last_executed_query).

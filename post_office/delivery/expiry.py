@@ -20,7 +20,7 @@ from django.utils import timezone
 from ..choices import CLAIMABLE, STATUS
 from ..indexes import ExpiryIndex
 from ..models import Email, Log
-from .claim import with_hint
+from .claim import update_returns_rows, with_hint
 
 
 def fail_expired(worker: str, log: bool) -> int:
@@ -34,28 +34,40 @@ def fail_expired(worker: str, log: bool) -> int:
         ids = expired_ids(now, 1000)
         if not ids:
             return expired
-        # Two workers starting together select the same ids: tag the rows this
-        # worker's UPDATE really changed, so each expired email gets one Log.
-        token = f"{worker}:expired:{uuid.uuid4().hex[:16]}"
-        updated = _update_by_ids(
-            Email.objects.filter(id__in=ids, status__in=CLAIMABLE),
-            {"status": STATUS.failed, "claimed_by": token, "last_updated": now},
-        )
-        if updated:
-            mine = Email.objects.filter(id__in=ids, claimed_by=token)
-            if log:
-                Log.objects.bulk_create(
-                    Log(
-                        email_id=pk,
-                        status=STATUS.failed,
-                        exception_type="Expired",
-                        message="expires_at has passed",
-                        worker=worker,
-                    )
-                    for pk in mine.values_list("id", flat=True)
+        mine = _fail(ids, worker, now)
+        if log and mine:
+            Log.objects.bulk_create(
+                Log(
+                    email_id=pk,
+                    status=STATUS.failed,
+                    exception_type="Expired",
+                    message="expires_at has passed",
+                    worker=worker,
                 )
-            mine.update(claimed_by="")
-        expired += updated
+                for pk in mine
+            )
+        expired += len(mine)
+
+
+def _fail(ids: list[int], worker: str, now: datetime) -> list[int]:
+    """Fail those of ``ids`` still claimable; return the ids this worker's UPDATE changed.
+
+    Two workers starting together select the same ids: only the rows one
+    worker really changed are its own, so each expired email gets one Log.
+    PostgreSQL and SQLite return them from the UPDATE; elsewhere the UPDATE
+    tags them with a token, read back and cleared.
+    """
+    candidates = Email.objects.filter(id__in=ids, status__in=CLAIMABLE)
+    values: dict[str, Any] = {"status": STATUS.failed, "last_updated": now}
+    if update_returns_rows():
+        return _update_by_ids(candidates, values, returning=True)
+    token = f"{worker}:expired:{uuid.uuid4().hex[:16]}"
+    _update_by_ids(candidates, {**values, "claimed_by": token})
+    tagged = Email.objects.filter(id__in=ids, claimed_by=token)
+    mine = list(tagged.values_list("id", flat=True))
+    if mine:
+        tagged.update(claimed_by="")
+    return mine
 
 
 def expired_ids(now: datetime, limit: int) -> list[int]:
@@ -100,24 +112,31 @@ def explain() -> dict[str, str]:
     return plans
 
 
-def _update_by_ids(queryset: QuerySet[Email], values: dict[str, Any]) -> int:
-    """``queryset.update(**values)`` for a queryset narrowed to a list of ids; return how many rows changed.
+def _update_by_ids(queryset: QuerySet[Email], values: dict[str, Any], returning: bool = False) -> list[int]:
+    """``queryset.update(**values)`` for a queryset narrowed to a list of ids; return the changed rows' ids.
 
-    On SQLite the UPDATE is NOT INDEXED: for the status check beside the ids it
-    would read a status index over the whole queue instead of looking the ids
-    up by rowid (as the claim's UPDATE would, _ClaimStatement).
+    ``returning``: the UPDATE returns them (``RETURNING``, see
+    claim.update_returns_rows); else the list is empty. On SQLite the UPDATE is
+    NOT INDEXED: for the status check beside the ids it would read a status
+    index over the whole queue instead of looking the ids up by rowid (as the
+    claim's UPDATE would, _ClaimStatement).
     """
-    if db_connection.vendor != "sqlite":
-        return queryset.update(**values)
+    if db_connection.vendor != "sqlite" and not returning:
+        queryset.update(**values)
+        return []
     query: UpdateQuery = queryset.query.chain(UpdateQuery)  # type: ignore[assignment]
     query.add_update_values(values)
     sql, params = query.get_compiler(connection=db_connection).as_sql()
-    table = db_connection.ops.quote_name(Email._meta.db_table)
-    # Only the quoted table name goes into the text; the values stay parameters.
-    sql = with_hint(sql, f"UPDATE {table} SET ", f"UPDATE {table} NOT INDEXED SET ")  # noqa: S608
+    quote = db_connection.ops.quote_name
+    table = quote(Email._meta.db_table)
+    if db_connection.vendor == "sqlite":
+        # Only the quoted table name goes into the text; the values stay parameters.
+        sql = with_hint(sql, f"UPDATE {table} SET ", f"UPDATE {table} NOT INDEXED SET ")  # noqa: S608
+    if returning:
+        sql = f"{sql} RETURNING {quote(str(Email._meta.pk.column))}"  # type: ignore[union-attr]
     with db_connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return int(cursor.rowcount)
+        return [row[0] for row in cursor.fetchall()] if returning else []
 
 
 def expiry_index() -> ExpiryIndex:
