@@ -130,7 +130,8 @@ class EmptyListTest(TransactionTestCase):
             DoNotSendEntry.objects.remove("only@example.com")
             _email, statements = send(["a@example.com"])
             self.assertTrue(checked(statements))
-            self.assertFalse(known_empty("default"))
+            self.assertTrue(known_empty("default"))  # for the rest of this transaction only
+            self.assertNotIn("default", do_not_send._empty_until)
             transaction.set_rollback(True)
         # The removal was rolled back: the list was never empty outside that transaction.
         self.assertFalse(known_empty("default"))
@@ -140,8 +141,35 @@ class EmptyListTest(TransactionTestCase):
         with transaction.atomic():
             DoNotSendEntry.objects.remove("only@example.com")
             send(["c@example.com"])
-            self.assertFalse(known_empty("default"))
+            self.assertNotIn("default", do_not_send._empty_until)  # the process learns it at commit
         self.assertTrue(known_empty("default"))
+        self.assertIn("default", do_not_send._empty_until)
+
+    def test_inside_a_transaction_a_reading_serves_the_rest_of_it(self):
+        with transaction.atomic():
+            _email, statements = send(["a@example.com"])
+            self.assertTrue(checked(statements))
+            _email, statements = send(["b@example.com"])
+            self.assertFalse(checked(statements))
+            try:
+                with transaction.atomic():
+                    send(["c@example.com"])
+                    raise RuntimeError("roll the savepoint back")
+            except RuntimeError:
+                pass
+            # After a savepoint rolled back, the list is read again.
+            _email, statements = send(["d@example.com"])
+            self.assertTrue(checked(statements))
+            DoNotSendEntry.objects.add("e@example.com")
+            # An entry saved in this transaction: read at once.
+            email, statements = send(["e@example.com", "f@example.com"])
+            self.assertIn("NOT EXISTS", statements[0])
+            self.assertEqual(email.to, ["f@example.com"])
+        self.assertEqual(
+            sorted(Email.objects.values_list("to", flat=True)),
+            [["a@example.com"], ["b@example.com"], ["d@example.com"], ["f@example.com"]],
+        )
+        self.assertFalse(known_empty("default"))
 
     def test_a_reading_taken_before_an_entry_was_saved_is_not_remembered(self):
         generation = list_generation()

@@ -42,15 +42,32 @@ __all__ = ["Screened", "forget_empty", "found_empty", "known_empty", "list_gener
 
 #: Per database alias: until when (``time.monotonic()``) this process takes the list as empty.
 _empty_until: dict[str, float] = {}
+#: Per database alias, a reading taken inside a transaction and not committed yet: that transaction's
+#: on-commit list (Django starts a new one when the transaction ends or a savepoint rolls back), until, generation.
+_pending: dict[str, tuple[list[Any], float, int]] = {}
 #: Counts the entries saved in this process: a reading taken before one is not remembered.
 _generation = itertools.count()
 _current = [next(_generation)]
 
 
 def known_empty(using: str) -> bool:
-    """Whether this process found the list empty on ``using`` less than ``DO_NOT_SEND_EMPTY_CACHE`` seconds ago."""
+    """Whether this process found the list empty on ``using`` less than ``DO_NOT_SEND_EMPTY_CACHE`` seconds ago.
+
+    A reading taken in the current transaction counts for the rest of it (not
+    after a savepoint rolled back); outside it, only once it committed.
+    """
+    now = time.monotonic()
     until = _empty_until.get(using)
-    return until is not None and time.monotonic() < until
+    if until is not None and now < until:
+        return True
+    pending = _pending.get(using)
+    if pending is None:
+        return False
+    hooks, until, generation = pending
+    connection = connections[using]
+    return (
+        connection.in_atomic_block and hooks is connection.run_on_commit and generation == _current[0] and now < until
+    )
 
 
 def list_generation() -> int:
@@ -61,17 +78,21 @@ def list_generation() -> int:
 def found_empty(using: str, seconds: float, generation: int) -> None:
     """A statement that started at ``generation`` found the list empty: remember it for ``seconds``.
 
-    Inside a transaction only once it commits (a rolled back removal must not
-    leave the list taken as empty); never if an entry was saved since.
+    Inside a transaction, for the rest of it and, once it commits, for the
+    process (a rolled back removal must not leave the list taken as empty);
+    never if an entry was saved since.
     """
     until = time.monotonic() + seconds
-    if connections[using].in_atomic_block:
+    connection = connections[using]
+    if connection.in_atomic_block:
         transaction.on_commit(functools.partial(_remember, using, until, generation), using=using)
+        _pending[using] = (connection.run_on_commit, until, generation)
     else:
         _remember(using, until, generation)
 
 
 def _remember(using: str, until: float, generation: int) -> None:
+    _pending.pop(using, None)
     if generation == _current[0]:
         _empty_until[using] = until
 
@@ -80,6 +101,7 @@ def forget_empty() -> None:
     """Take the list as possibly not empty again, on every database (checked by the next INSERT)."""
     _current[0] = next(_generation)
     _empty_until.clear()
+    _pending.clear()
 
 
 def _entry_saved(sender: Any, instance: DoNotSendEntry, using: str, **kwargs: Any) -> None:
