@@ -582,8 +582,7 @@ class ClaimTest(DeliveryTestCase):
         worker = Worker()
         token, [claimed] = worker.claim(1)
         with CaptureQueriesContext(connection) as queries:
-            with worker.recording(None, [Outcome(claimed, token=token)]):
-                _token, [nxt] = worker.claim(1)
+            _token, [nxt] = worker.record_then(None, [Outcome(claimed, token=token)], lambda: worker.claim(1))
         self.assertEqual((claimed.pk, self.status_of(first)), (first.pk, STATUS.sent))
         self.assertNotEqual(nxt.pk, first.pk)
         sql = [query["sql"].split()[0].upper() for query in queries.captured_queries]

@@ -8,13 +8,13 @@ only when it can act: a chunk to write, or room to claim more.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..conf import settings as po_settings
 from ..models import Email
@@ -23,8 +23,11 @@ from . import claim
 from .do_not_send import screen_claimed
 from .stats import Outcome, RunStats
 from .threads import Brake, Job, Pace, Reports, collect, deal, run_job
+from .transient import retrying
 
 logger = logging.getLogger("post_office")
+
+T = TypeVar("T")
 
 #: Results are written once this many are waiting, or after FLUSH_SECONDS.
 FLUSH_EVERY = 100
@@ -59,7 +62,7 @@ class Owner(Protocol):
         self, limit: int, ids: Iterable[int] | None = None, skip_aliases: Iterable[str] = ()
     ) -> tuple[str, list[Email]]: ...
 
-    def recording(self, token: str | None, outcomes: list[Outcome]) -> AbstractContextManager[None]: ...
+    def record_then(self, token: str | None, outcomes: list[Outcome], body: Callable[[], T]) -> T: ...
 
     def record(self, token: str | None, outcomes: list[Outcome]) -> None: ...
 
@@ -132,9 +135,9 @@ class Pipeline:
             if limit <= 0:
                 return  # emails in flight may still fail and leave room for more
             # Results waiting to be written go in the claim's transaction.
-            with worker.recording(None, self.buffer):
-                # Nothing more for an alias whose connection failed: its emails stay queued.
-                token, emails = worker.claim(limit, skip_aliases=list(self.brake.blocked))
+            # Nothing more for an alias whose connection failed: its emails stay queued.
+            claim_batch = functools.partial(worker.claim, limit, skip_aliases=list(self.brake.blocked))
+            token, emails = worker.record_then(None, self.buffer, claim_batch)
             self.buffer, self.last_flush = [], time.monotonic()
             if not emails:
                 if self.skipped_claims < LOCKED_RETRIES and claim.due_but_locked():
@@ -193,7 +196,7 @@ class Pipeline:
         for report in self.completed.take(wake_at, timeout=FLUSH_SECONDS):
             collect(report, self.in_flight, self.buffer, skipped)
         for token, emails in skipped.items():
-            claim.release(token, emails)
+            retrying(functools.partial(claim.release, token, emails), "giving back unstarted emails")
 
     def flush_if_due(self) -> None:
         buffer = self.buffer
@@ -223,7 +226,7 @@ class Pipeline:
         for outcome in self.buffer:
             if outcome.token:
                 held.setdefault(outcome.token, set()).add(outcome.email.pk)
-        claim.renew(held, self.worker.lease)
+        retrying(lambda: claim.renew(held, self.worker.lease), "a lease renewal")
 
     def give_back_overdue(self) -> None:
         """Give back the unstarted emails of batches past BATCH_DELIVERY_TIMEOUT."""
@@ -257,7 +260,7 @@ class Pipeline:
                 collect(report, in_flight, self.buffer, unstarted)
             self.renew_leases()  # the emails still being sent stay this worker's
         for token, emails in unstarted.items():
-            claim.release(token, emails)
+            retrying(functools.partial(claim.release, token, emails), "giving back unstarted emails")
 
     def cancel_all(self) -> None:
         """Start no more emails: the ones not started stay claimed until their lease returns them."""

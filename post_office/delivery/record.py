@@ -14,9 +14,8 @@ import logging
 import smtplib
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection as db_connection
 from django.db import transaction
@@ -32,8 +31,15 @@ from ..transport.failures import PartlyRefused, setup_text
 from .claim import adapt_datetime, column
 from .retry import decide
 from .stats import Outcome, RunStats
+from .transient import retrying
 
 logger = logging.getLogger("post_office")
+
+T = TypeVar("T")
+
+
+def _nothing() -> None:
+    return None
 
 
 class Recorder:
@@ -60,56 +66,29 @@ class Recorder:
         At most four queries for any number of emails: one UPDATE per outcome
         (the per-email retry times go in one CASE expression) and one Log insert.
         """
-        with self.recording(token, outcomes):
-            pass
+        self.record_then(token, outcomes, _nothing)
 
-    @contextmanager
-    def recording(self, token: str | None, outcomes: list[Outcome]) -> Iterator[None]:
-        """Write a chunk of results in a transaction, run the body in the same transaction, then signal.
+    def record_then(self, token: str | None, outcomes: list[Outcome], body: Callable[[], T]) -> T:
+        """Write a chunk of results and run ``body`` in the same transaction; then count and signal.
 
-        The pipeline claims its next batch in the body, so writing results and
-        claiming cost one commit together.
+        The pipeline claims its next batch in ``body``, so writing results and
+        claiming cost one commit together. The outcomes are decided once; when
+        the database refuses the transaction for a moment (a deadlock), the
+        writes and ``body`` run again (:mod:`.transient`).
         """
         if not outcomes:
-            yield
-            return
+            return retrying(body, "a claim")
         now = timezone.now()
         held = [outcome for outcome in outcomes if outcome.held]
         sent, failed, requeued, logs = self._decide([o for o in outcomes if not o.held] if held else outcomes, now)
         tokens = {outcome.email.pk: outcome.token or token for outcome in outcomes}
-        released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
-        with transaction.atomic():
-            if held:
-                # Not the email's fault (transport.failures): back in the queue, no attempt counted, no Log row.
-                _still_claimed([o.email for o in held], tokens).update(status=STATUS.queued, **released)
-            if sent:
-                # Emails sent with some recipients refused have their own Log row already.
-                logged = {pk for pk, _status, _kind, _text in logs}
-                _record_sent(sent, tokens, now, log=self.log_level >= 2, logged=logged, worker=self.worker)
-            if failed:
-                _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
-            if requeued:
-                partial = [e for e, error in requeued if isinstance(error, PartlyRefused)]
-                narrowed = (
-                    {
-                        "pending_recipients": Case(
-                            *(When(id=e.pk, then=Value(e.pending_recipients, JSONField())) for e in partial),
-                            default=F("pending_recipients"),
-                        )
-                    }
-                    if partial
-                    else {}
-                )
-                _still_claimed([e for e, _ in requeued], tokens).update(
-                    status=STATUS.requeued,
-                    number_of_retries=F("number_of_retries") + 1,
-                    scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
-                    **narrowed,
-                    **released,
-                )
-            if logs:
-                _insert_logs(logs, now, {pk: tokens[pk] or self.worker for pk, _status, _kind, _text in logs})
-            yield
+
+        def write() -> T:
+            with transaction.atomic():
+                self._write(now, tokens, held, sent, failed, requeued, logs)
+                return body()
+
+        result = retrying(write, "the results of a batch")
         self.stats.sent += len(sent)
         self.stats.failed += len(failed)
         self.stats.requeued += len(requeued)
@@ -120,6 +99,50 @@ class Recorder:
         _send_signals(sent, failed, requeued)
         if self.on_progress is not None:
             self.on_progress(self.stats)
+        return result
+
+    def _write(
+        self,
+        now: datetime,
+        tokens: dict[int, str | None],
+        held: list[Outcome],
+        sent: list[Email],
+        failed: list[_Failure],
+        requeued: list[_Failure],
+        logs: list[_LogRow],
+    ) -> None:
+        """The statements of one chunk of results (the caller's transaction)."""
+        released = {"claimed_by": "", "lease_expires_at": None, "last_updated": now}
+        if held:
+            # Not the email's fault (transport.failures): back in the queue, no attempt counted, no Log row.
+            _still_claimed([o.email for o in held], tokens).update(status=STATUS.queued, **released)
+        if sent:
+            # Emails sent with some recipients refused have their own Log row already.
+            logged = {pk for pk, _status, _kind, _text in logs}
+            _record_sent(sent, tokens, now, log=self.log_level >= 2, logged=logged, worker=self.worker)
+        if failed:
+            _still_claimed([e for e, _ in failed], tokens).update(status=STATUS.failed, **released)
+        if requeued:
+            partial = [e for e, error in requeued if isinstance(error, PartlyRefused)]
+            narrowed = (
+                {
+                    "pending_recipients": Case(
+                        *(When(id=e.pk, then=Value(e.pending_recipients, JSONField())) for e in partial),
+                        default=F("pending_recipients"),
+                    )
+                }
+                if partial
+                else {}
+            )
+            _still_claimed([e for e, _ in requeued], tokens).update(
+                status=STATUS.requeued,
+                number_of_retries=F("number_of_retries") + 1,
+                scheduled_time=Case(*(When(id=e.pk, then=Value(e.scheduled_time)) for e, _ in requeued)),
+                **narrowed,
+                **released,
+            )
+        if logs:
+            _insert_logs(logs, now, {pk: tokens[pk] or self.worker for pk, _status, _kind, _text in logs})
 
     def _hold(self, held: list[Outcome]) -> None:
         """Count emails held back by a setup error, and say once per alias what is wrong."""

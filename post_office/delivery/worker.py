@@ -16,10 +16,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
+from typing import TypeVar
 
 from django.core.mail.backends.base import BaseEmailBackend
 
@@ -37,6 +37,8 @@ from .stats import Outcome, RunStats
 from .threads import send_one
 
 logger = logging.getLogger("post_office")
+
+T = TypeVar("T")
 
 #: How often a running pass looks at the pause switch.
 PAUSE_CHECK_SECONDS = 1.0
@@ -224,11 +226,9 @@ class Worker:
         """Write sent / requeued / failed statuses and Log rows for a chunk of attempts."""
         self._recorder.record(token, outcomes)
 
-    @contextmanager
-    def recording(self, token: str | None, outcomes: list[Outcome]) -> Iterator[None]:
-        """Write a chunk of results in a transaction, run the body in the same transaction, then signal."""
-        with self._recorder.recording(token, outcomes):
-            yield
+    def record_then(self, token: str | None, outcomes: list[Outcome], body: Callable[[], T]) -> T:
+        """Write a chunk of results and run ``body`` in the same transaction (again after a deadlock), then signal."""
+        return self._recorder.record_then(token, outcomes, body)
 
 
 def dispatch_one(
