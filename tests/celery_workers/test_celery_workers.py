@@ -22,13 +22,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
 from django.db import connection, transaction
 from django.test import override_settings
 
 from post_office import mail
 from post_office.conf import settings as po_settings
 from post_office.models import STATUS, Email
+from tests.celery_publisher import open_publisher
 from tests.test_faults import ROOT, SENDER, ProcessTestCase, arrived, wait_until
 
 BROKERS = {
@@ -49,13 +49,7 @@ class CeleryWorkersMixin(ProcessTestCase):
     def setUpClass(cls) -> None:
         super().setUpClass()
         # The publishing side (the web process): shared tasks are sent through this app.
-        cls.app = Celery("post_office_celery_publisher", broker=BROKERS[cls.broker], set_as_current=True)
-        cls.app.conf.broker_connection_retry_on_startup = True
-        try:
-            with cls.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1)
-        except Exception as error:
-            raise AssertionError(f"{cls.broker} at {BROKERS[cls.broker]} cannot be reached: {error}") from error
+        cls.app = open_publisher("post_office_celery_publisher", BROKERS[cls.broker], cls.broker)
 
     @classmethod
     def tearDownClass(cls) -> None:

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 from unittest import skipIf
 
-from celery import Celery
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count
@@ -49,6 +48,7 @@ from django_tasks_db.models import DBTaskResult
 from post_office import mail
 from post_office.conf import settings as po_settings
 from post_office.models import STATUS, Email, Log, WorkerHeartbeat
+from tests.celery_publisher import open_publisher
 from tests.celery_workers.test_celery_workers import stop_group
 from tests.test_faults import ROOT, SENDER, ProcessTestCase, arrived, wait_until
 
@@ -214,13 +214,7 @@ class ManyHostsTest(HostsTestCase):
     def setUpClass(cls) -> None:
         super().setUpClass()
         # The publishing side (this process queues the mail): shared tasks are sent through this app.
-        cls.app = Celery("post_office_scale_publisher", broker=BROKER, set_as_current=True)
-        cls.app.conf.broker_connection_retry_on_startup = True
-        try:
-            with cls.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1)
-        except Exception as error:
-            raise AssertionError(f"Redis at {BROKER} cannot be reached: {error}") from error
+        cls.app = open_publisher("post_office_scale_publisher", BROKER, "Redis")
 
     @classmethod
     def tearDownClass(cls) -> None:
