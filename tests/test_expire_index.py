@@ -129,6 +129,13 @@ class FailExpiredTest(TestCase):
         self.assertEqual(after, before)
         self.assertEqual(Log.objects.count(), 5)
 
+    def test_a_stale_claim_token_on_expired_mail_is_cleared(self):
+        # As before RETURNING: a failed expired email names no claim, whatever it held.
+        email = make(1, status=STATUS.requeued, claimed_by="old:1:abc", expires_at=timezone.now() - HOUR)[0]
+        self.assertEqual(expiry.fail_expired("w", log=False), 1)
+        email.refresh_from_db()
+        self.assertEqual((email.status, email.claimed_by), (STATUS.failed, ""))
+
     def test_more_than_one_read_of_expired_mail(self):
         # fail_expired reads 1,000 ids at a time: 1,200 take two reads and a third that finds none.
         make(1200, status=STATUS.queued, expires_at=timezone.now() - HOUR)

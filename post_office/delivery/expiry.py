@@ -60,7 +60,8 @@ def _fail(ids: list[int], worker: str, now: datetime) -> list[int]:
     candidates = Email.objects.filter(id__in=ids, status__in=CLAIMABLE)
     values: dict[str, Any] = {"status": STATUS.failed, "last_updated": now}
     if update_returns_rows():
-        return _update_by_ids(candidates, values, returning=True)
+        # claimed_by ends empty, as after the token's round trip below.
+        return _update_by_ids(candidates, {**values, "claimed_by": ""}, returning=True)
     token = f"{worker}:expired:{uuid.uuid4().hex[:16]}"
     _update_by_ids(candidates, {**values, "claimed_by": token})
     tagged = Email.objects.filter(id__in=ids, claimed_by=token)
