@@ -7,15 +7,11 @@ from POST_OFFICE_CELERY_BROKER. post_office's warnings go to stderr, the worker'
 """
 
 from tests.tasks_settings import *  # noqa: F403
+from tests.tasks_settings import LOGGING
 
+# tests.tasks_settings' logging with post_office at WARNING (its INFO lines, one per pass, would fill the
+# workers' output files); django_tasks_db stays at INFO: the test waits for its "Starting worker ...".
 LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {
-        "post_office": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
-        # "Starting worker ...": the test waits for it.
-        "django_tasks_db": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
+    **LOGGING,
+    "loggers": {**LOGGING["loggers"], "post_office": {**LOGGING["loggers"]["post_office"], "level": "WARNING"}},
 }
