@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +26,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
+from django.db import connection, models, transaction  # noqa: E402
 from django.db.models import Count, Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -120,56 +121,66 @@ def scenario_enqueue_send_many(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def scenario_enqueue_index(args: argparse.Namespace) -> dict[str, object]:
-    """What the queue's indexes cost enqueue: with both (claim, expiry), with the claim index only, with neither.
+def paired_rounds(
+    variants: dict[str, list[models.Index]], paths: dict[str, Callable[[], object]], reps: int
+) -> dict[str, dict[str, list[float]]]:
+    """Time each path with each variant's set of Email indexes, ``reps`` rounds; the timings by variant and path.
 
-    Each round times ``--n`` emails queued by send() (one by one), by send_many()
-    (from a template) and by send_many() with an expiry on every email (what the
-    partial expiry index holds an entry for), each in one transaction, rolled back
-    so every round starts from the same table, once for each set of indexes
-    (dropped and made again between the timings; the order rotates each round).
-    Load on the box moves them alike.
+    Each path runs in one transaction, rolled back so every round starts from
+    the same table; between variants the indexes that differ are dropped and
+    made again (the order rotates each round), so load on the box moves them
+    alike. The indexes of the first variant are left in place.
     """
-    claim_index, expiry_index = claim.claim_index(), expiry.expiry_index()
-    singles = [email_kwargs(seq) for seq in range(args.n)]
-    many = [template_kwargs(seq) for seq in range(args.n)]
-    expires = timezone.now() + datetime.timedelta(days=30)
-    expiring = [{**kwargs, "expires_at": expires} for kwargs in many]
-    paths = {
-        "send": lambda: [mail.send(**kwargs) for kwargs in singles],
-        "send_many": lambda: mail.send_many(many),
-        "send_many_expiring": lambda: mail.send_many(expiring),
-    }
-    indexes = {index.name: index for index in (claim_index, expiry_index)}
-    variants = {"with": set(indexes), "claim_only": {claim_index.name}, "without": set()}
-    timings: dict[str, dict[str, list[float]]] = {label: {name: [] for name in paths} for label in variants}
-    present = set(indexes)
+    present = list(variants[next(iter(variants))])
 
-    def use_indexes(wanted: set[str]) -> None:
+    def use(wanted: list[models.Index]) -> None:
         with connection.schema_editor() as editor:
-            for name in present - wanted:
-                editor.remove_index(Email, indexes[name])
-            for name in wanted - present:
-                editor.add_index(Email, indexes[name])
-        present.clear()
-        present.update(wanted)
+            for index in [index for index in present if index not in wanted]:
+                editor.remove_index(Email, index)
+            for index in [index for index in wanted if index not in present]:
+                editor.add_index(Email, index)
+        present[:] = wanted
 
+    timings: dict[str, dict[str, list[float]]] = {label: {name: [] for name in paths} for label in variants}
     labels = list(variants)
-    for round_ in range(args.reps):
-        for label in labels[round_ % 3 :] + labels[: round_ % 3]:
-            use_indexes(variants[label])
+    for round_ in range(reps):
+        for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+            use(variants[label])
             for name, run in paths.items():
                 with transaction.atomic():
                     started = time.perf_counter()
                     run()
                     timings[label][name].append(time.perf_counter() - started)
                     transaction.set_rollback(True)
-    use_indexes(variants["with"])
+    use(variants[labels[0]])
+    return timings
 
-    def ratio(faster: list[float], slower: list[float]) -> float:
-        # Rate with the index(es) / rate without, per round (timings of the same round).
-        return statistics.median(b / a for a, b in zip(faster, slower, strict=True))
 
+def paired_ratio(faster: list[float], slower: list[float]) -> float:
+    """The median over rounds of one variant's rate over another's (timings of the same round)."""
+    return statistics.median(b / a for a, b in zip(faster, slower, strict=True))
+
+
+def scenario_enqueue_index(args: argparse.Namespace) -> dict[str, object]:
+    """What the queue's indexes cost enqueue: with both (claim, expiry), with the claim index only, with neither.
+
+    Each round times ``--n`` emails queued by send() (one by one), by send_many()
+    (from a template) and by send_many() with an expiry on every email (what the
+    partial expiry index holds an entry for), each in one transaction, once for
+    each set of indexes (paired_rounds).
+    """
+    claim_index, expiry_index = claim.claim_index(), expiry.expiry_index()
+    singles = [email_kwargs(seq) for seq in range(args.n)]
+    many = [template_kwargs(seq) for seq in range(args.n)]
+    expires = timezone.now() + datetime.timedelta(days=30)
+    expiring = [{**kwargs, "expires_at": expires} for kwargs in many]
+    paths: dict[str, Callable[[], object]] = {
+        "send": lambda: [mail.send(**kwargs) for kwargs in singles],
+        "send_many": lambda: mail.send_many(many),
+        "send_many_expiring": lambda: mail.send_many(expiring),
+    }
+    variants = {"with": [claim_index, expiry_index], "claim_only": [claim_index], "without": []}
+    timings = paired_rounds(variants, paths, args.reps)
     result: dict[str, object] = {"n": args.n, "rounds": args.reps}
     for name in paths:
         both, claim_only, none = (timings[label][name] for label in variants)
@@ -178,11 +189,48 @@ def scenario_enqueue_index(args: argparse.Namespace) -> dict[str, object]:
             "claim_only_median": statistics.median(claim_only),
             "without_median": statistics.median(none),
             # Both indexes against none; the expiry index alone (both against the claim index only).
-            "ratio_median": ratio(both, none),
-            "expiry_ratio_median": ratio(both, claim_only),
+            "ratio_median": paired_ratio(both, none),
+            "expiry_ratio_median": paired_ratio(both, claim_only),
             "rate_with": args.n / statistics.median(both),
             "rate_claim_only": args.n / statistics.median(claim_only),
             "rate_without": args.n / statistics.median(none),
+        }
+    return result
+
+
+def scenario_enqueue_send_indexes(args: argparse.Namespace) -> dict[str, object]:
+    """What mail.send's INSERT saves by not writing the indexes migration 0026 made partial or single.
+
+    Before 0026: a whole ``(status, lease_expires_at)`` lease index, a whole
+    ``scheduled_time`` index and, on PostgreSQL, message_id's second (LIKE)
+    index; after: the model's (models.LeaseIndex, models.PresentIndex, one
+    message_id index). send() one by one and a templated send_many(), each in
+    one transaction (so the figure is the statements' own cost, without the
+    commit), ``--reps`` paired rounds.
+    """
+    current = {index.name: index for index in Email._meta.indexes}
+    after = [current["post_office_email_lease"], current["post_office_email_scheduled"]]
+    before = [
+        models.Index(fields=["status", "lease_expires_at"], name="post_office_email_lease"),
+        models.Index(fields=["scheduled_time"], name="post_office_email_scheduled"),
+    ]
+    if connection.vendor == "postgresql":
+        before.append(
+            models.Index(fields=["message_id"], name="po_bench_message_id_like", opclasses=["varchar_pattern_ops"])
+        )
+    singles = [email_kwargs(seq) for seq in range(args.n)]
+    many = [template_kwargs(seq) for seq in range(args.n)]
+    paths: dict[str, Callable[[], object]] = {
+        "send": lambda: [mail.send(**kwargs) for kwargs in singles],
+        "send_many": lambda: mail.send_many(many),
+    }
+    timings = paired_rounds({"after": after, "before": before}, paths, args.reps)
+    result: dict[str, object] = {"n": args.n, "rounds": args.reps}
+    for name in paths:
+        result[name] = {
+            "ratio_median": paired_ratio(timings["after"][name], timings["before"][name]),
+            "rate_after": args.n / statistics.median(timings["after"][name]),
+            "rate_before": args.n / statistics.median(timings["before"][name]),
         }
     return result
 
@@ -481,6 +529,7 @@ SCENARIOS = {
     "enqueue_send": scenario_enqueue_send,
     "enqueue_send_many": scenario_enqueue_send_many,
     "enqueue_index": scenario_enqueue_index,
+    "enqueue_send_indexes": scenario_enqueue_send_indexes,
     "enqueue_latency": scenario_enqueue_latency,
     "deliver": scenario_deliver,
     "claim": scenario_claim,

@@ -1,6 +1,8 @@
 """The queue's own index types (``models`` re-exports them): ``ClaimIndex``, the index a claim reads,
 and ``ExpiryIndex``, the one a pass reads for expired mail; with them neither grows with the queue
-(benchmarks/RESULTS.md, "Cost that does not grow with the backlog").
+(benchmarks/RESULTS.md, "Cost that does not grow with the backlog"). ``LeaseIndex`` and
+``PresentIndex`` hold only the rows their readers look for, so that ``mail.send``'s INSERT does
+not write to them (benchmarks/RESULTS.md, "A cheaper mail.send").
 
 Migrations name them by this path (``post_office.indexes.ClaimIndex``): they stay here.
 """
@@ -12,9 +14,9 @@ from typing import Any
 from django.db import models
 from django.db.models import F, Lookup
 
-from .choices import CLAIMABLE
+from .choices import CLAIMABLE, STATUS
 
-__all__ = ["ClaimIndex", "ExpiryIndex", "claimable"]
+__all__ = ["ClaimIndex", "ExpiryIndex", "LeaseIndex", "PresentIndex", "claimable"]
 
 #: The claimable statuses as SQL text: ``2, 3``.
 CLAIMABLE_SQL = ", ".join(str(int(value)) for value in CLAIMABLE)
@@ -42,7 +44,33 @@ def claimable() -> Lookup:
     return _Claimable(F("status"), True)
 
 
-class _QueueIndex(models.Index):
+class _PartialIndex(models.Index):
+    """An index partial where the database has partial indexes (PostgreSQL, SQLite), its condition
+    written by the class (``_terms``); on MariaDB and MySQL, which have none, a whole index with the
+    :attr:`leading` columns before its own.
+    """
+
+    #: Columns put before the index's own where the database has no partial indexes.
+    leading: tuple[str, ...] = ()
+
+    def _terms(self, quoted: Any) -> list[str]:
+        raise NotImplementedError
+
+    def _get_condition_sql(self, model: type[models.Model], schema_editor: Any) -> str | None:
+        def quoted(name: str) -> str:
+            field: Any = model._meta.get_field(name)
+            return str(schema_editor.quote_name(field.column))
+
+        return " AND ".join(self._terms(quoted))
+
+    def create_sql(self, model: type[models.Model], schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.features.supports_partial_indexes:
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        whole = models.Index(fields=[*self.leading, *self.fields], name=self.name)
+        return whole.create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class _QueueIndex(_PartialIndex):
     """An index of the claimable emails only: partial where the database has partial indexes.
 
     On PostgreSQL and SQLite the condition is ``status IN (2, 3)`` (and the
@@ -52,22 +80,12 @@ class _QueueIndex(models.Index):
     it again.
     """
 
+    leading = ("status",)
     #: Columns whose NULL rows the partial index leaves out.
     not_null: tuple[str, ...] = ()
 
-    def _get_condition_sql(self, model: type[models.Model], schema_editor: Any) -> str | None:
-        def quoted(name: str) -> str:
-            field: Any = model._meta.get_field(name)
-            return str(schema_editor.quote_name(field.column))
-
-        terms = [f"{quoted('status')} IN ({CLAIMABLE_SQL})", *(f"{quoted(name)} IS NOT NULL" for name in self.not_null)]
-        return " AND ".join(terms)
-
-    def create_sql(self, model: type[models.Model], schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
-        if schema_editor.connection.features.supports_partial_indexes:
-            return super().create_sql(model, schema_editor, using=using, **kwargs)
-        leading = models.Index(fields=["status", *self.fields], name=self.name)
-        return leading.create_sql(model, schema_editor, using=using, **kwargs)
+    def _terms(self, quoted: Any) -> list[str]:
+        return [f"{quoted('status')} IN ({CLAIMABLE_SQL})", *(f"{quoted(name)} IS NOT NULL" for name in self.not_null)]
 
 
 class ClaimIndex(_QueueIndex):
@@ -93,3 +111,33 @@ class ExpiryIndex(_QueueIndex):
     """
 
     not_null = ("expires_at",)
+
+
+class LeaseIndex(_PartialIndex):
+    """The index lease recovery reads: the emails being sent, by the end of their lease.
+
+    Partial on PostgreSQL and SQLite, ``WHERE status = sending``: a queued email
+    (what ``mail.send`` inserts) and a finished one hold no entry; a worker's
+    claim adds the entry and its result takes it out. ``filter(status=STATUS.sending,
+    lease_expires_at__lt=...)`` reads it on both (SQLite matches the bound
+    status to the condition's). On MariaDB and MySQL ``(status, lease_expires_at)``.
+    """
+
+    leading = ("status",)
+
+    def _terms(self, quoted: Any) -> list[str]:
+        return [f"{quoted('status')} = {int(STATUS.sending)}"]
+
+
+class PresentIndex(_PartialIndex):
+    """An index of the rows where its columns are set: ``WHERE column IS NOT NULL`` on PostgreSQL
+    and SQLite, a whole index on MariaDB and MySQL.
+
+    For columns mostly NULL (an email's ``scheduled_time``): an email queued
+    without one writes no entry, and a comparison (``scheduled_time >= ...``,
+    ``IS NOT NULL``) reads it on both databases. ``IS NULL`` and a sort over
+    every row do not.
+    """
+
+    def _terms(self, quoted: Any) -> list[str]:
+        return [f"{quoted(name.lstrip('-'))} IS NOT NULL" for name in self.fields]

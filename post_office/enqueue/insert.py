@@ -25,10 +25,15 @@ parameters apart (server-side binding, an unnamed statement, never prepared,
 so a pooler in transaction mode is not troubled): quoting an email's texts into
 the SQL cost the client about a fifth of the statement's time.
 
-``send_many`` writes its emails with multi-row INSERTs (:func:`insert_rows`);
-on PostgreSQL the rows of a chunk travel in one JSON parameter
-(``json_populate_recordset``), since psycopg parses a statement of thousands of
-placeholders again on every call.
+``send_many`` writes its emails with multi-row INSERTs (:func:`insert_rows`).
+On PostgreSQL with psycopg 3 it takes their ids from the table's sequence
+(one ``SELECT nextval(...)`` for all of them) and writes the rows with ``COPY``,
+which the server takes in about a fifth of an INSERT's time per row
+(benchmarks/RESULTS.md, "A cheaper mail.send"); with psycopg 2 the rows of a
+chunk travel in one JSON parameter (``json_populate_recordset``), since psycopg
+parses a statement of thousands of placeholders again on every call. The
+``COPY`` runs through Django's cursor: execute wrappers see it and
+``connection.queries`` records it.
 Values are converted as Django's own INSERT converts them (``pre_save``, then
 ``get_db_prep_save``; text and integers already of the column's type pass as
 they are), and :func:`store_single` sends ``pre_save``/``post_save`` as
@@ -45,7 +50,8 @@ import datetime
 import functools
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +68,15 @@ __all__ = ["Plan", "insert_many", "insert_rows", "plan_for", "store_single", "un
 
 #: Rows per statement on the JSON path (one parameter: only the document's size grows).
 _JSON_BATCH = 1000
+
+#: Fewer rows than this take one INSERT: the ids' SELECT before a COPY is a round trip more.
+_COPY_MIN = 4
+
+#: ``count`` new ids from the id column's sequence, in order (NULLs where the column has none).
+_IDS_SQL = (
+    "SELECT nextval(sequence) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS sequence) AS found, "
+    "generate_series(1, %s)"
+)
 
 #: Field classes whose values pass unchanged when they already have the type Django would convert them to.
 _TEXT = (models.CharField, models.TextField)
@@ -125,6 +140,15 @@ class Plan:
             self.json_sql = (
                 f"{self._head} SELECT {names} FROM json_populate_recordset(NULL::{table}, %s){self._returning}"  # noqa: S608
             )
+        #: PostgreSQL with psycopg 3: the same rows by ``COPY``, with ids from the sequence (see copy_rows).
+        self.copy_sql = None
+        driver = getattr(getattr(connection, "Database", None), "__name__", "")
+        if self.json_sql and driver == "psycopg":  # psycopg 3: cursor.copy()
+            copied = ", ".join(quote(str(name)) for name in (pk.column, *(c.field.column for c in columns)))
+            self.copy_sql = f"COPY {quote(Email._meta.db_table)} ({copied}) FROM STDIN"
+        #: JSON columns (each with Django's encoder: see _plan), sent as their json.dumps text.
+        self._json_indexes = frozenset(i for i, c in enumerate(columns) if _plain_json(c.field))
+        self._aware_passes = vendor == "postgresql"
         self._fetch = operator.attrgetter(*(column.attname for column in columns))
         self._fields = tuple(column.field for column in columns)
         self._plains = tuple(column.plain for column in columns)
@@ -134,12 +158,22 @@ class Plan:
         self._many: dict[int, str] = {}
 
     def row(self, email: Email) -> list[Any]:
-        """The email's column values as Django's INSERT would send them."""
+        """The email's column values as Django's INSERT would send them.
+
+        Except that a JSON column's value is its ``json.dumps`` text (what
+        Django's JSONField stores; the column's type reads it) and, on
+        PostgreSQL, a datetime with a time zone passes as it is (Django's
+        conversion returns it unchanged there).
+        """
         connection = connections[self.alias]
         values = self._values(email)
-        fields, plains = self._fields, self._plains
+        fields, plains, json_indexes, aware = self._fields, self._plains, self._json_indexes, self._aware_passes
         for index, value in enumerate(values):
-            if value is not None and type(value) not in plains[index]:
+            if value is None or type(value) in plains[index]:
+                continue
+            if index in json_indexes:
+                values[index] = json.dumps(value)
+            elif not (aware and type(value) is datetime.datetime and value.tzinfo is not None):
                 values[index] = fields[index].get_db_prep_save(value, connection)
         return values
 
@@ -160,6 +194,11 @@ class Plan:
             rows.append(dict(zip(names, values, strict=True)))
         # Characters as they are (no escapes): the server converts them like any text it receives.
         return json.dumps(rows, ensure_ascii=False)
+
+    def copy_rows(self, emails: Sequence[Email], ids: Sequence[int]) -> Iterator[list[Any]]:
+        """Each email's id and column values (:meth:`row`) for :attr:`copy_sql`."""
+        for pk, email in zip(ids, emails, strict=True):
+            yield [pk, *self.row(email)]
 
     def _values(self, email: Email) -> list[Any]:
         """The email's attribute per column, through ``pre_save`` where the field has its own (auto_now)."""
@@ -199,6 +238,18 @@ class Plan:
             if len(self._many) < 4:
                 self._many[rows] = sql
         return sql
+
+
+def _plain_json(field: models.Field[Any, Any]) -> bool:
+    """A JSONField whose stored text is ``json.dumps(value)``: no encoder, Django's own conversion."""
+    kind = type(field)
+    return (
+        isinstance(field, models.JSONField)
+        and field.encoder is None
+        and kind.get_prep_value is models.JSONField.get_prep_value
+        and kind.get_db_prep_value is models.JSONField.get_db_prep_value
+        and kind.get_db_prep_save is models.JSONField.get_db_prep_save
+    )
 
 
 def plan_for(using: str) -> Plan | None:
@@ -350,6 +401,8 @@ def insert_many(emails: Sequence[Email], plan: Plan) -> None:
     pk = plan.pk_attname
     batch = _JSON_BATCH if plan.json_sql else plan.batch
     with connections[using].cursor() as cursor:
+        if plan.copy_sql and len(emails) >= _COPY_MIN and _copy(cursor, plan, emails):
+            return
         for start in range(0, len(emails), batch):
             chunk = emails[start : start + batch]
             if plan.json_sql:
@@ -363,3 +416,30 @@ def insert_many(emails: Sequence[Email], plan: Plan) -> None:
                 setattr(email, pk, value)
                 email._state.adding = False
                 email._state.db = using
+
+
+def _copy(cursor: Any, plan: Plan, emails: Sequence[Email]) -> bool:
+    """Insert ``emails`` with one ``COPY`` (ids from the sequence first); False where the table has no sequence."""
+    table, column = Email._meta.db_table, Email._meta.pk.column  # type: ignore[union-attr]
+    cursor.execute(_IDS_SQL, [table, column, len(emails)])
+    ids = [value for (value,) in cursor.fetchall()]
+    if ids[0] is None:
+        return False  # an id column without a sequence (not a table Django made): the INSERT
+    rows = plan.copy_rows(emails, ids)
+    database = cursor.db
+
+    def copy(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+        database.validate_no_broken_transaction()
+        with database.wrap_database_errors, cursor.cursor.copy(sql) as copying:
+            for row in params:
+                copying.write_row(row)
+
+    logged = cursor.debug_sql(plan.copy_sql, None) if hasattr(cursor, "debug_sql") else nullcontext()
+    with logged:
+        # Through the execute wrappers, as cursor.execute() would go (a COPY has no execute of its own).
+        cursor._execute_with_wrappers(plan.copy_sql, rows, many=True, executor=copy)
+    for email, value in zip(emails, ids, strict=True):
+        setattr(email, plan.pk_attname, value)
+        email._state.adding = False
+        email._state.db = plan.alias
+    return True
