@@ -69,3 +69,13 @@ class QueueTestMixin:
         kwargs.setdefault("sender", "from@example.com")
         kwargs.setdefault("message", f"body of {subject}")
         return mail.send(subject=subject, **kwargs)
+
+
+def db_worker_exited_in_commit(output: str) -> bool:
+    """Whether a ``db_worker`` that exited 1 after SIGTERM only hit django-tasks-db's shutdown race.
+
+    Its signal handler calls ``sys.exit(0)`` wherever the worker is when it is idle; when that is
+    inside the COMMIT of its own polling transaction, the SystemExit breaks the COMMIT and the
+    process ends with 1. That transaction is django-tasks-db's task poll: no email row is in it.
+    """
+    return "in shutdown" in output and "SystemExit: 0" in output and "_commit_gen" in output

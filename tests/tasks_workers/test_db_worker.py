@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import signal
+import subprocess
 import sys
 import time
 from unittest import skipIf
@@ -23,6 +24,7 @@ from django_tasks_db.models import DBTaskResult
 from post_office import mail
 from post_office.delivery.pipeline import FLUSH_EVERY
 from post_office.models import STATUS, Email, Log
+from tests.helpers import db_worker_exited_in_commit
 from tests.test_faults import SENDER, ProcessTestCase, arrived, wait_until
 
 QUEUE = settings.POST_OFFICE["TASKS_QUEUE"]
@@ -82,9 +84,17 @@ class DbWorkerTestCase(ProcessTestCase):
         return {token.rsplit(":", 1)[0] for token in tokens}
 
     def stop(self, workers) -> None:
+        """SIGTERM the workers; each exits 0 (or hit django-tasks-db's shutdown race: helpers)."""
         for process, _output in workers:
             process.send_signal(signal.SIGTERM)
-        self.finish(workers, timeout=30)
+        for process, output in workers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"worker still running 30s after SIGTERM: {output.read_text()}") from None
+            text = output.read_text()
+            if process.returncode != 0:
+                self.assertTrue(db_worker_exited_in_commit(text), f"exited {process.returncode}:\n{text}")
 
 
 class RollbackTest(DbWorkerTestCase):
