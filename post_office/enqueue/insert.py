@@ -398,7 +398,6 @@ def insert_rows(emails: Sequence[Email]) -> None:
 def insert_many(emails: Sequence[Email], plan: Plan) -> None:
     """Insert unsaved emails with one multi-row INSERT per ``plan.batch`` rows (no signals, as ``bulk_create``)."""
     using = plan.alias
-    pk = plan.pk_attname
     batch = _JSON_BATCH if plan.json_sql else plan.batch
     with connections[using].cursor() as cursor:
         if plan.copy_sql and len(emails) >= _COPY_MIN and _copy(cursor, plan, emails):
@@ -412,10 +411,7 @@ def insert_many(emails: Sequence[Email], plan: Plan) -> None:
                 for email in chunk:
                     params += plan.row(email)
                 cursor.execute(plan.many_sql(len(chunk)), params)
-            for email, (value,) in zip(chunk, cursor.fetchall(), strict=True):
-                setattr(email, pk, value)
-                email._state.adding = False
-                email._state.db = using
+            _saved(chunk, [value for (value,) in cursor.fetchall()], plan)
 
 
 def _copy(cursor: Any, plan: Plan, emails: Sequence[Email]) -> bool:
@@ -438,8 +434,13 @@ def _copy(cursor: Any, plan: Plan, emails: Sequence[Email]) -> bool:
     with logged:
         # Through the execute wrappers, as cursor.execute() would go (a COPY has no execute of its own).
         cursor._execute_with_wrappers(plan.copy_sql, rows, many=True, executor=copy)
+    _saved(emails, ids, plan)
+    return True
+
+
+def _saved(emails: Sequence[Email], ids: Sequence[int], plan: Plan) -> None:
+    """Give inserted emails their ids and mark them saved in ``plan``'s database, as ``bulk_create`` does."""
     for email, value in zip(emails, ids, strict=True):
         setattr(email, plan.pk_attname, value)
         email._state.adding = False
         email._state.db = plan.alias
-    return True
